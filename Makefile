@@ -1,0 +1,37 @@
+# isorun — see README.md. `make demo` and `make test` are the only set-up a fresh machine needs.
+GO      ?= go
+BIN     := bin/isorun
+APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -y -q
+
+.PHONY: all build demo test deps vet bench soak fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/isorun
+
+# deps installs what the tests need (Debian packages) when it is missing. It needs root and apt-get;
+# without them it says what to install by hand.
+deps:
+	@need=""; \
+	command -v busybox >/dev/null 2>&1 && busybox --list >/dev/null 2>&1 || need="$$need busybox-static"; \
+	if [ -n "$$need" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "deps: installing$$need"; \
+	    ( [ -n "$$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v lock)" ] || $(APT_GET) update ) && $(APT_GET) install $$need \
+	      || { $(APT_GET) update && $(APT_GET) install $$need; }; \
+	  else echo "deps: please install:$$need" >&2; exit 1; fi; \
+	fi
+
+vet:
+	$(GO) vet ./...
+	GOOS=darwin $(GO) vet ./...
+
+test: deps vet
+	$(GO) test -race -count=1 ./...
+
+demo: deps build
+	./$(BIN) run --image busybox --diff -- sh -c 'echo hi > /greeting && rm /bin/ls && cat /greeting'
+
+clean:
+	rm -rf bin
