@@ -1,0 +1,73 @@
+package overlay
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+)
+
+// Config describes one overlay mount.
+type Config struct {
+	Lowers    []string // top first, as in lowerdir=
+	Upper     string   // empty with Work empty: a read-only overlay (needs two lowers or more)
+	Work      string   // empty directory on the same filesystem as Upper
+	UserXattr bool     // rootless: user.overlay.* instead of trusted.overlay.*
+}
+
+// ErrTooManyLowers is wrapped by Open when the kernel has no "lowerdir+"
+// (before linux 6.8) and the lowers cannot be named in one lowerdir= option,
+// even as /proc/self/fd/N. Callers can flatten the image into fewer layers.
+var ErrTooManyLowers = errors.New("too many lowers for one lowerdir option")
+
+// escapeLayer escapes a path for overlay's colon-separated lowerdir= list
+// and for upperdir=/workdir=, which the kernel also unescapes: a backslash
+// quotes the next byte. ',' splits mount(2)'s data string on older kernels,
+// ':' splits lowerdir, and '\' is the escape itself.
+func escapeLayer(p string) string {
+	if !strings.ContainsAny(p, `\,:`) {
+		return p
+	}
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case '\\', ',', ':':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(p[i])
+	}
+	return b.String()
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for space, \011, \012,
+// \134) that the kernel writes into /proc/self/mountinfo paths.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// mountPoints returns the mount point (field 5) of every line of a
+// /proc/self/mountinfo text, unescaped.
+func mountPoints(mountinfo string) []string {
+	var mps []string
+	for _, line := range strings.Split(mountinfo, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mps = append(mps, unescapeMountinfo(f[4]))
+	}
+	return mps
+}
