@@ -33,9 +33,9 @@ func ovBaseLower(t testing.TB, root string) {
 // changes it must produce.
 type ovCase struct {
 	name string
-	sh   string                              // run by sh -e in the merged dir, or
+	sh   string                            // run by sh -e in the merged dir, or
 	op   func(t testing.TB, merged string) // done in Go
-	want string                              // one "K /path" a line
+	want string                            // one "K /path" a line
 	// wantChanges is used instead of want for paths the text form cannot
 	// hold on one line.
 	wantChanges Changes
