@@ -85,7 +85,7 @@ func (c Changes) String() string {
 // `[]` (never null) when there are no changes, so consumers need not
 // special-case an empty diff.
 func (c Changes) MarshalJSON() ([]byte, error) {
-	s := c.sorted()
+	s := []Change(c.sorted()) // the plain slice type, or Marshal would recurse
 	if s == nil {
 		s = []Change{}
 	}
