@@ -23,8 +23,10 @@ const ociWhiteoutPrefix = ".wh."
 // WriteLayer writes c as an OCI image layer (an uncompressed tar) with the
 // content and metadata of upper, the overlay's upperdir:
 //   - Added and Modified paths as entries with their content, mode, owner,
-//     mtime, symlink target, device numbers and xattrs (PAX SCHILY.xattr,
-//     without overlay's own);
+//     mtime, symlink target, device numbers and xattrs (PAX SCHILY.xattr).
+//     trusted.* xattrs (overlay's own among them) are left out: they are
+//     root-only kernel state, and images may not set them (ApplyLayer
+//     refuses them);
 //   - Deleted paths as ".wh.NAME" entries. A directory the container emptied
 //     (`rm -rf d; mkdir d`) gets one whiteout per deleted child, which is what
 //     Diff reports and needs no opaque marker (".wh..wh..opq");
@@ -247,6 +249,9 @@ func writeItem(tw *tar.Writer, upper, name, linkTo string) error {
 		return err
 	}
 	for k, v := range userXattrs(xa) {
+		if strings.HasPrefix(k, "trusted.") {
+			continue
+		}
 		if hdr.PAXRecords == nil {
 			hdr.PAXRecords = make(map[string]string)
 		}
