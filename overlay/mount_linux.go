@@ -107,14 +107,17 @@ func create(cfg Config, o openOptions, plus bool) (_ *os.File, err error) {
 	var names fdNames
 	defer names.close()
 
-	// An option value the kernel would refuse for length is passed as a
-	// descriptor name instead; escaped says whether the kernel unescapes it.
+	// An option value the kernel would refuse is passed as a descriptor
+	// name instead: too long for fsconfig, or holding a comma where the
+	// kernel may be one whose overlayfs still uses the legacy fs_context
+	// (before 6.5), which refuses commas in values, escaped or not. escaped
+	// says whether the kernel unescapes the value.
 	value := func(p string, escaped bool) (string, error) {
 		v := p
 		if escaped {
 			v = escapeLayer(p)
 		}
-		if len(v) <= o.stringMax {
+		if len(v) <= o.stringMax && (plus || !strings.Contains(p, ",")) {
 			return v, nil
 		}
 		return names.name(p)
@@ -193,28 +196,45 @@ func create(cfg Config, o openOptions, plus bool) (_ *os.File, err error) {
 }
 
 // joinLowers builds the lowerdir= value for kernels without "lowerdir+":
-// escaped paths joined by ':'. When that is longer than one fsconfig string,
-// every lower is named /proc/self/fd/N instead; when even that does not fit,
-// it fails with ErrTooManyLowers rather than let the kernel cut the list.
+// escaped paths joined by ':', a path with a comma named /proc/self/fd/N
+// (legacy fs_context kernels refuse commas in values). When that is longer
+// than one fsconfig string, every lower is named /proc/self/fd/N; when even
+// that does not fit, it fails with ErrTooManyLowers rather than let the
+// kernel cut the list.
 func joinLowers(lowers []string, max int, names *fdNames) (string, error) {
-	esc := make([]string, len(lowers))
-	for i, l := range lowers {
-		esc[i] = escapeLayer(l)
+	byFd := make(map[int]string) // index of a lower -> its descriptor name
+	fdName := func(i int) (string, error) {
+		if n, ok := byFd[i]; ok {
+			return n, nil
+		}
+		n, err := names.name(lowers[i])
+		byFd[i] = n
+		return n, err
 	}
-	s := strings.Join(esc, ":")
+	parts := make([]string, len(lowers))
+	for i, l := range lowers {
+		parts[i] = escapeLayer(l)
+		if strings.Contains(l, ",") {
+			n, err := fdName(i)
+			if err != nil {
+				return "", err
+			}
+			parts[i] = n
+		}
+	}
+	s := strings.Join(parts, ":")
 	if len(s) <= max {
 		return s, nil
 	}
 	full := len(s)
-	short := make([]string, len(lowers))
-	for i, l := range lowers {
-		n, err := names.name(l)
+	for i := range lowers {
+		n, err := fdName(i)
 		if err != nil {
 			return "", err
 		}
-		short[i] = n
+		parts[i] = n
 	}
-	s = strings.Join(short, ":")
+	s = strings.Join(parts, ":")
 	if len(s) <= max {
 		return s, nil
 	}

@@ -273,40 +273,50 @@ func TestOpenOneLowerdirStringFallback(t *testing.T) {
 
 func TestJoinLowers(t *testing.T) {
 	dir := t.TempDir()
-	ovBuild(t, dir).Dir("a,b", 0o755).Dir("c:d", 0o755)
-	a, c := dir+"/a,b", dir+"/c:d"
+	ovBuild(t, dir).Dir("a,b", 0o755).Dir("c:d", 0o755).Dir(`e\f`, 0o755)
+	comma, colon, backslash := dir+"/a,b", dir+"/c:d", dir+`/e\f`
+	const fd = "fd" // a /proc/self/fd/N naming this lower
 	for _, tc := range []struct {
 		name   string
+		lowers []string
 		max    int
-		want   string // "" for the descriptor form
+		want   []string
 		errIs  error
-		nNames int
 	}{
-		{"fits escaped", 255, escapeLayer(a) + ":" + escapeLayer(c), nil, 0},
-		{"descriptor names", len(a) + 5, "", nil, 2},
-		{"nothing fits", 10, "", ErrTooManyLowers, 2},
+		{"escaped paths", []string{colon, backslash}, 255, []string{dir + `/c\:d`, dir + `/e\\f`}, nil},
+		{"a comma always by descriptor", []string{colon, comma}, 255, []string{dir + `/c\:d`, fd}, nil},
+		{"too long: all by descriptor", []string{colon, comma, backslash}, len(dir) + 20, []string{fd, fd, fd}, nil},
+		{"nothing fits", []string{colon, comma}, 10, nil, ErrTooManyLowers},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var names fdNames
 			defer names.close()
-			got, err := joinLowers([]string{a, c}, tc.max, &names)
+			got, err := joinLowers(tc.lowers, tc.max, &names)
 			if !errors.Is(err, tc.errIs) {
 				t.Fatalf("err = %v, want %v", err, tc.errIs)
-			}
-			if len(names.fds) != tc.nNames {
-				t.Errorf("%d descriptors opened, want %d", len(names.fds), tc.nNames)
 			}
 			if err != nil {
 				return
 			}
-			if tc.want != "" && got != tc.want {
-				t.Errorf("got %q, want %q", got, tc.want)
+			// Names can hold no ':' once escaped or replaced, so splitting is safe.
+			parts := strings.Split(strings.ReplaceAll(got, `\:`, "\x00"), ":")
+			if len(parts) != len(tc.want) {
+				t.Fatalf("got %q, want %d parts", got, len(tc.want))
 			}
-			if tc.want == "" {
-				want := fmt.Sprintf("/proc/self/fd/%d:/proc/self/fd/%d", names.fds[0], names.fds[1])
-				if got != want {
-					t.Errorf("got %q, want %q", got, want)
+			for i, p := range parts {
+				p = strings.ReplaceAll(p, "\x00", `\:`)
+				if tc.want[i] != fd {
+					if p != tc.want[i] {
+						t.Errorf("part %d = %q, want %q", i, p, tc.want[i])
+					}
+					continue
 				}
+				if target, err := os.Readlink(p); err != nil || target != tc.lowers[i] {
+					t.Errorf("part %d = %q -> %q (%v), want a descriptor of %s", i, p, target, err, tc.lowers[i])
+				}
+			}
+			if n := strings.Count(got, "/proc/self/fd/"); n != len(names.fds) {
+				t.Errorf("%d descriptors opened, %d used", len(names.fds), n)
 			}
 		})
 	}
