@@ -343,3 +343,42 @@ func TestDiffErrors(t *testing.T) {
 		})
 	}
 }
+
+// The rootless option set (userxattr, no redirect_dir) end to end: the
+// kernel writes user.overlay.* and Diff reads it.
+func TestDiffUserXattrMount(t *testing.T) {
+	ovRequireRoot(t)
+	lower, dir := t.TempDir(), t.TempDir()
+	ovBaseLower(t, lower)
+	ovBuild(t, dir).Dir("upper", 0o755).Dir("work", 0o755).Dir("merged", 0o755)
+	cfg := Config{Lowers: []string{lower}, Upper: dir + "/upper", Work: dir + "/work", UserXattr: true}
+	if err := Mount(dir+"/merged", cfg); err != nil {
+		t.Fatal(err)
+	}
+	mounted := true
+	t.Cleanup(func() {
+		if mounted {
+			Unmount(dir + "/merged")
+		}
+	})
+	ovSh(t, dir+"/merged", "rm -rf d && mkdir d && touch d/new && rm etc/conf && chmod 600 etc/passwd && mv bin b2")
+	if err := Unmount(dir + "/merged"); err != nil {
+		t.Fatal(err)
+	}
+	mounted = false
+	if v, ok, err := lgetxattr(dir+"/upper/d", "user.overlay.opaque"); err != nil || !ok || v != "y" {
+		t.Fatalf("user.overlay.opaque on the upper's d = %q, %v, %v: not the upper this test means to read", v, ok, err)
+	}
+	got, err := Diff(cfg.Upper, cfg.Lowers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ovEqualChanges(t, "Diff", got, ovParse(t, `A /b2
+A /b2/tool
+D /bin
+A /d/new
+D /d/sub
+D /d/x
+D /etc/conf
+C /etc/passwd`))
+}

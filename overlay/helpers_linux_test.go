@@ -1,7 +1,6 @@
 package overlay
 
 import (
-	"errors"
 	"io/fs"
 	"maps"
 	"os"
@@ -307,5 +306,3 @@ func ovMountinfo(t testing.TB) string {
 	}
 	return string(b)
 }
-
-func ovIsErrno(err error, errno unix.Errno) bool { return errors.Is(err, errno) }
