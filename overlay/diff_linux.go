@@ -145,9 +145,9 @@ func (d *differ) dir(rel, upath string, xwhiteouts bool, lower []stackDir, hides
 			return err
 		}
 		if isWhiteout(&st, xa, xwhiteouts) {
-			// A whiteout over nothing is noise: the kernel leaves one when a
-			// file that existed only in the upper is replaced and removed.
-			// Under an opaque directory the listing below reports it.
+			// A whiteout over nothing in L is noise, not a deletion (an
+			// upper kept over other lowers, or a hand-made one). Under an
+			// opaque directory the listing below reports real deletions.
 			if lw.exists && !hides {
 				d.add(Deleted, r)
 			}
