@@ -557,9 +557,8 @@ func (a *layerApplier) file(pfd int, name string, hdr *tar.Header, r io.Reader, 
 	}
 	f := os.NewFile(uintptr(fd), name)
 	defer f.Close()
-	// A plain io.Writer: *os.File's ReadFrom would fall back to its own small buffer.
-	if _, err := io.CopyBuffer(struct{ io.Writer }{f}, r, a.buf); err != nil {
-		return fmt.Errorf("write: %w", err)
+	if err := a.copyData(f, r); err != nil {
+		return err
 	}
 	// chown before chmod: chown clears setuid/setgid, chmod then sets exactly the entry's bits.
 	if !a.opt.NoChown {
@@ -579,6 +578,25 @@ func (a *layerApplier) file(pfd int, name string, hdr *tar.Header, r io.Reader, 
 		return err
 	}
 	return f.Close()
+}
+
+// copyData copies an entry's data, telling a broken stream (often a corrupt compressed layer)
+// from a failed write.
+func (a *layerApplier) copyData(f *os.File, r io.Reader) error {
+	for {
+		n, rerr := r.Read(a.buf)
+		if n > 0 {
+			if _, err := f.Write(a.buf[:n]); err != nil {
+				return fmt.Errorf("write: %w", err)
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return fmt.Errorf("read layer: %w", rerr)
+		}
+	}
 }
 
 func (a *layerApplier) symlink(pfd int, name string, hdr *tar.Header, xattrs [][2]string) error {
