@@ -15,6 +15,7 @@ build:
 deps:
 	@need=""; \
 	command -v busybox >/dev/null 2>&1 && busybox --list >/dev/null 2>&1 || need="$$need busybox-static"; \
+	command -v skopeo >/dev/null 2>&1 || need="$$need skopeo"; \
 	if [ -n "$$need" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "deps: installing$$need"; \
