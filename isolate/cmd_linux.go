@@ -1,0 +1,514 @@
+package isolate
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Cmd is a command to run in a container, shaped like os/exec.Cmd: set the fields, then Run, or
+// Start and Wait. Its argv is passed as is (never joined into a shell string).
+type Cmd struct {
+	// Args holds the command line, Args[0] the command: a path inside the container, or a name
+	// looked up in the PATH of Env.
+	Args []string
+	// Env is the command's environment; nil means the container's default (Config.Env).
+	Env []string
+	// Dir is the working directory inside the container; empty means Config.Dir, then "/".
+	Dir string
+	// Stdin, Stdout and Stderr work as in os/exec: nil is the container's /dev/null, an *os.File
+	// is passed to the command directly, anything else is copied through a pipe.
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// UID and GID to run as (0: root); Groups are supplementary groups.
+	UID, GID uint32
+	Groups   []uint32
+	// TTY makes Stdin the command's controlling terminal (it must be a terminal): for the CLI's -t.
+	TTY bool
+	// WaitDelay, as in os/exec, bounds how long Wait waits for the command's output pipes to close
+	// once it has exited (a background child may hold them). Zero waits for them.
+	WaitDelay time.Duration
+
+	// Pid is the command's pid inside the container, once started.
+	Pid int
+
+	c      *Container
+	ctx    context.Context
+	id     string
+	events chan event
+	status *ExitState
+	closes []io.Closer // our ends of pipes, closed after Wait
+	after  []io.Closer // child ends, closed once the init has them
+	copies []func() error
+	copied chan error
+	done   bool
+	err    error
+	stopCx func() bool
+}
+
+type event struct {
+	verb   string // started, failed, exit, gone
+	pid    int
+	stage  int
+	errno  syscall.Errno
+	what   string
+	status unix.WaitStatus
+}
+
+// ExitState is how a finished command ended.
+type ExitState struct {
+	ws unix.WaitStatus
+}
+
+// ExitCode is the command's exit status, or 128+N when signal N killed it (as a shell reports it).
+func (s *ExitState) ExitCode() int {
+	switch {
+	case s.ws.Exited():
+		return s.ws.ExitStatus()
+	case s.ws.Signaled():
+		return 128 + int(s.ws.Signal())
+	}
+	return -1
+}
+
+// Signaled says whether a signal killed the command, and which.
+func (s *ExitState) Signaled() (syscall.Signal, bool) {
+	return s.ws.Signal(), s.ws.Signaled()
+}
+
+// Success reports whether the command exited with status 0.
+func (s *ExitState) Success() bool { return s.ws.Exited() && s.ws.ExitStatus() == 0 }
+
+func (s *ExitState) String() string {
+	if sig, ok := s.Signaled(); ok {
+		return "signal: " + sig.String()
+	}
+	return "exit status " + strconv.Itoa(s.ExitCode())
+}
+
+// ExitError is returned by Wait and Run when the command ran and did not exit with 0.
+type ExitError struct {
+	*ExitState
+	// Stderr holds the command's standard error when Output collected it.
+	Stderr []byte
+}
+
+func (e *ExitError) Error() string { return e.ExitState.String() }
+
+// Error is a command that could not be started: not found, not executable, a bad working
+// directory. ExitCode gives what a shell would: 127 not found, 126 found but not runnable.
+type Error struct {
+	Name string // the command, as given
+	Op   string // "exec", "chdir", ...
+	Path string // what failed: the path tried, the directory
+	Err  error
+}
+
+// ErrNotFound is the Err of an Error when the command is not in the container's PATH.
+var ErrNotFound = errors.New("executable file not found in $PATH")
+
+func (e *Error) Error() string {
+	if e.Op == "exec" && errors.Is(e.Err, ErrNotFound) {
+		return fmt.Sprintf("isolate: exec %q: %v", e.Name, e.Err)
+	}
+	if e.Path != "" && e.Path != e.Name {
+		return fmt.Sprintf("isolate: %s %q: %s: %v", e.Op, e.Name, e.Path, e.Err)
+	}
+	return fmt.Sprintf("isolate: %s %q: %v", e.Op, e.Name, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ExitCode is 127 for a command that does not exist and 126 for one that cannot run.
+func (e *Error) ExitCode() int {
+	if errors.Is(e.Err, ErrNotFound) || errors.Is(e.Err, syscall.ENOENT) || errors.Is(e.Err, syscall.ENOTDIR) {
+		return 127
+	}
+	return 126
+}
+
+// Command returns the Cmd to run name with arg in the container.
+func (c *Container) Command(name string, arg ...string) *Cmd {
+	return &Cmd{c: c, Args: append([]string{name}, arg...)}
+}
+
+// CommandContext is Command whose process group is killed when ctx is done.
+func (c *Container) CommandContext(ctx context.Context, name string, arg ...string) *Cmd {
+	cmd := c.Command(name, arg...)
+	cmd.ctx = ctx
+	return cmd
+}
+
+// Start starts the command; it returns once the command runs (or could not be run: an *Error).
+func (cmd *Cmd) Start() error {
+	if cmd.c == nil {
+		return errors.New("isolate: Cmd not made by Container.Command")
+	}
+	if cmd.id != "" {
+		return errors.New("isolate: already started")
+	}
+	if len(cmd.Args) == 0 || cmd.Args[0] == "" {
+		return errors.New("isolate: no command")
+	}
+	if cmd.ctx != nil {
+		if err := cmd.ctx.Err(); err != nil {
+			return err
+		}
+	}
+	c := cmd.c
+	m := new(message).str("exec")
+	c.mu.Lock()
+	if c.dead != nil {
+		c.mu.Unlock()
+		return c.dead
+	}
+	c.seq++
+	cmd.id = strconv.FormatUint(c.seq, 10)
+	cmd.events = make(chan event, 2)
+	c.jobs[cmd.id] = cmd
+	c.mu.Unlock()
+
+	flags, fds, err := cmd.stdio()
+	if err != nil {
+		cmd.abandon()
+		return err
+	}
+	if cmd.TTY {
+		flags |= execTTY
+	}
+	if c.cfg.Privileged {
+		flags |= execPrivileged
+	}
+	m.str(cmd.id).num(int64(flags)).num(int64(cmd.UID)).num(int64(cmd.GID)).num(int64(len(cmd.Groups)))
+	for _, g := range cmd.Groups {
+		m.num(int64(g))
+	}
+	dir := cmd.Dir
+	if dir == "" {
+		dir = c.cfg.Dir
+	}
+	m.str(dir).num(int64(len(cmd.Args))).strs(cmd.Args...)
+	env := cmd.environ()
+	m.num(int64(len(env))).strs(env...)
+	m.fds = fds
+	if err := c.send(m); err != nil {
+		cmd.abandon()
+		if c.Err() != nil {
+			return c.Err()
+		}
+		return fmt.Errorf("isolate: exec %q: %w", cmd.Args[0], err)
+	}
+	cmd.closeAll(cmd.after)
+	cmd.after = nil
+	ev := <-cmd.events
+	switch ev.verb {
+	case "started":
+		cmd.Pid = ev.pid
+	case "failed":
+		cmd.abandon()
+		return cmd.startError(ev)
+	default:
+		cmd.abandon()
+		return c.Err()
+	}
+	cmd.copied = make(chan error, len(cmd.copies))
+	for _, f := range cmd.copies {
+		go func() { cmd.copied <- f() }()
+	}
+	if cmd.ctx != nil {
+		cmd.stopCx = context.AfterFunc(cmd.ctx, func() { cmd.Signal(syscall.SIGKILL) })
+	}
+	return nil
+}
+
+func (cmd *Cmd) startError(ev event) error {
+	e := &Error{Name: cmd.Args[0], Path: ev.what, Err: ev.errno}
+	switch ev.stage {
+	case stageLookup:
+		e.Op = "exec"
+		if ev.errno == syscall.ENOENT {
+			e.Err = ErrNotFound
+		}
+	case stageExec:
+		e.Op = "exec"
+	case stageChdir:
+		e.Op = "chdir"
+	case stageCreds:
+		e.Op = "set user"
+		e.Path = fmt.Sprintf("uid %d gid %d", cmd.UID, cmd.GID)
+	case stageCaps:
+		e.Op = "drop capabilities"
+	case stageTTY:
+		e.Op = "set controlling terminal"
+	default:
+		e.Op = "set up stdio"
+	}
+	return e
+}
+
+// environ is the command's environment, with a PATH always.
+func (cmd *Cmd) environ() []string {
+	env := cmd.Env
+	if env == nil {
+		env = cmd.c.cfg.Env
+	}
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "PATH=") {
+			return env
+		}
+	}
+	return append(env[:len(env):len(env)], "PATH="+DefaultPath)
+}
+
+// stdio prepares the fds passed to the init: files directly, pipes for other readers and writers.
+func (cmd *Cmd) stdio() (int, []int, error) {
+	flags := 0
+	var fds []int
+	if cmd.Stdin != nil {
+		f, ok := cmd.Stdin.(*os.File)
+		if !ok {
+			pr, pw, err := os.Pipe()
+			if err != nil {
+				return 0, nil, fmt.Errorf("isolate: stdin pipe: %w", err)
+			}
+			f = pr
+			cmd.after = append(cmd.after, pr)
+			cmd.closes = append(cmd.closes, pw)
+			in := cmd.Stdin
+			cmd.copies = append(cmd.copies, func() error {
+				_, err := io.Copy(pw, in)
+				if errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrClosed) {
+					err = nil // the command stopped reading, as os/exec forgives
+				}
+				if cerr := pw.Close(); err == nil && cerr != nil && !errors.Is(cerr, os.ErrClosed) {
+					err = cerr
+				}
+				return err
+			})
+		}
+		flags |= execStdin
+		fds = append(fds, int(f.Fd()))
+	}
+	var outFile *os.File
+	for i, w := range []io.Writer{cmd.Stdout, cmd.Stderr} {
+		if w == nil {
+			continue
+		}
+		flag := execStdout << i
+		if i == 1 && interfaceEqual(cmd.Stdout, cmd.Stderr) && outFile != nil {
+			flags |= flag
+			fds = append(fds, int(outFile.Fd()))
+			continue
+		}
+		f, ok := w.(*os.File)
+		if !ok {
+			pr, pw, err := os.Pipe()
+			if err != nil {
+				cmd.closeAll(cmd.after)
+				cmd.closeAll(cmd.closes)
+				return 0, nil, fmt.Errorf("isolate: output pipe: %w", err)
+			}
+			f = pw
+			cmd.after = append(cmd.after, pw)
+			cmd.closes = append(cmd.closes, pr)
+			cmd.copies = append(cmd.copies, func() error {
+				_, err := io.Copy(w, pr)
+				pr.Close()
+				if errors.Is(err, os.ErrClosed) {
+					err = nil // WaitDelay closed it
+				}
+				return err
+			})
+		}
+		if i == 0 {
+			outFile = f
+		}
+		flags |= flag
+		fds = append(fds, int(f.Fd()))
+	}
+	return flags, fds, nil
+}
+
+func interfaceEqual(a, b any) bool {
+	defer func() { recover() }()
+	return a == b
+}
+
+func (cmd *Cmd) closeAll(cs []io.Closer) {
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
+func (cmd *Cmd) abandon() {
+	c := cmd.c
+	c.mu.Lock()
+	delete(c.jobs, cmd.id)
+	c.mu.Unlock()
+	cmd.closeAll(cmd.after)
+	cmd.closeAll(cmd.closes)
+	cmd.after, cmd.closes, cmd.copies = nil, nil, nil
+}
+
+// deliver is called by the container's reader for this command's messages.
+func (cmd *Cmd) deliver(ev event) { cmd.events <- ev }
+
+// finish delivers the end of the container to a command that still waits.
+func (cmd *Cmd) finish(ev event) {
+	select {
+	case cmd.events <- ev:
+	default:
+	}
+}
+
+// Signal sends sig to the command's process group (what it started in the background too).
+func (cmd *Cmd) Signal(sig syscall.Signal) error {
+	if cmd.id == "" {
+		return errors.New("isolate: not started")
+	}
+	return cmd.c.send(new(message).strs("kill", cmd.id).num(int64(sig)))
+}
+
+// Wait waits for the command to exit and its output to be copied. A non-zero exit is an
+// *ExitError; a container closed under it is ErrClosed (or why it ended).
+func (cmd *Cmd) Wait() error {
+	if cmd.id == "" {
+		return errors.New("isolate: not started")
+	}
+	if cmd.done {
+		return errors.New("isolate: Wait was already called")
+	}
+	cmd.done = true
+	ev := <-cmd.events
+	if cmd.stopCx != nil {
+		cmd.stopCx()
+	}
+	var err error
+	switch ev.verb {
+	case "exit":
+		cmd.status = &ExitState{ws: ev.status}
+	default:
+		err = cmd.c.Err()
+		if err == nil {
+			err = ErrClosed
+		}
+		// The container's end killed the command.
+		cmd.status = &ExitState{ws: unix.WaitStatus(syscall.SIGKILL)}
+	}
+	var timer <-chan time.Time
+	if cmd.WaitDelay > 0 {
+		t := time.NewTimer(cmd.WaitDelay)
+		defer t.Stop()
+		timer = t.C
+	} else if err != nil {
+		// Nothing is left to write to the pipes once the container is gone.
+		timer = time.After(time.Second)
+	}
+	var copyErr error
+	for remaining := len(cmd.copies); remaining > 0; {
+		select {
+		case e := <-cmd.copied:
+			remaining--
+			if copyErr == nil {
+				copyErr = e
+			}
+		case <-timer:
+			// Closing our ends makes the copies return.
+			cmd.closeAll(cmd.closes)
+			timer = nil
+			if copyErr == nil {
+				copyErr = errWaitDelay
+			}
+		}
+	}
+	cmd.closeAll(cmd.closes)
+	if err != nil {
+		return err
+	}
+	if ctxErr := cmd.ctxErr(); ctxErr != nil && !cmd.status.Success() {
+		return ctxErr
+	}
+	if !cmd.status.Success() {
+		return &ExitError{ExitState: cmd.status}
+	}
+	if copyErr != nil && copyErr != errWaitDelay {
+		return copyErr
+	}
+	return nil
+}
+
+var errWaitDelay = errors.New("isolate: I/O incomplete after WaitDelay")
+
+func (cmd *Cmd) ctxErr() error {
+	if cmd.ctx == nil {
+		return nil
+	}
+	return cmd.ctx.Err()
+}
+
+// State is how the command ended, after Wait.
+func (cmd *Cmd) State() *ExitState { return cmd.status }
+
+// Run starts the command and waits for it.
+func (cmd *Cmd) Run() error {
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	return cmd.Wait()
+}
+
+// Output runs the command and returns its standard output; an *ExitError carries its stderr.
+func (cmd *Cmd) Output() ([]byte, error) {
+	if cmd.Stdout != nil {
+		return nil, errors.New("isolate: Stdout already set")
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout = &out
+	collect := cmd.Stderr == nil
+	if collect {
+		cmd.Stderr = &errb
+	}
+	err := cmd.Run()
+	if ee, ok := err.(*ExitError); ok && collect {
+		ee.Stderr = errb.Bytes()
+	}
+	return out.Bytes(), err
+}
+
+// CombinedOutput runs the command and returns its standard output and error, interleaved.
+func (cmd *Cmd) CombinedOutput() ([]byte, error) {
+	if cmd.Stdout != nil || cmd.Stderr != nil {
+		return nil, errors.New("isolate: Stdout or Stderr already set")
+	}
+	var b syncBuffer
+	cmd.Stdout, cmd.Stderr = &b, &b
+	err := cmd.Run()
+	return b.Bytes(), err
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Bytes()
+}

@@ -1,0 +1,79 @@
+package isolate
+
+import (
+	"fmt"
+	"path"
+	"strings"
+)
+
+// Config describes a container. The zero value of every field but Lowers is a sensible default.
+type Config struct {
+	// Lowers are the image's layers, top first (overlay's lowerdir order). Required.
+	Lowers []string
+	// Upper and Work hold the container's writes. When both are empty (the default) they live in a
+	// tmpfs private to the container, which is fastest and leaves nothing on disk; set them (on one
+	// filesystem, not overlayfs) to keep the writes after the container ends.
+	Upper, Work string
+	// ScratchSize limits that tmpfs, in bytes; 0 means the kernel's default (half of RAM).
+	ScratchSize int64
+	// Hostname defaults to the container's ID.
+	Hostname string
+	// Mounts are attached in order after /dev, /proc and /sys, before the container starts.
+	Mounts []Mount
+	// Privileged keeps every capability for commands, and does not set no_new_privs.
+	Privileged bool
+	// Env is the default environment of commands (a command's own Env replaces it). A PATH is
+	// added when missing.
+	Env []string
+	// Dir is the default working directory of commands ("/" when empty).
+	Dir string
+}
+
+// Mount is a volume or a tmpfs inside the container.
+type Mount struct {
+	// Type is "bind" (Source is a host path) or "tmpfs".
+	Type string
+	// Source is the host path of a bind mount. A missing directory is created.
+	Source string
+	// Target is the absolute path inside the container; missing directories are created.
+	Target string
+	// ReadOnly mounts it read-only.
+	ReadOnly bool
+	// Options are a tmpfs's mount options ("size=64m,mode=1777").
+	Options string
+}
+
+// DefaultPath is the PATH commands get when their environment has none.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// maskedPaths are hidden from the container, as runc and Docker do: they leak host information or
+// control the host kernel. Files get /dev/null bound over them, directories an empty read-only tmpfs.
+var maskedPaths = []string{
+	"/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+	"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+	"/sys/firmware", "/sys/devices/virtual/powercap",
+}
+
+// readonlyPaths can be read but not written: writing them would change the host kernel.
+var readonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+
+// cleanTarget checks that a mount target is an absolute path inside the container and returns it
+// cleaned.
+func cleanTarget(t string) (string, error) {
+	if !path.IsAbs(t) {
+		return "", fmt.Errorf("mount target %q: not an absolute path", t)
+	}
+	c := path.Clean(t)
+	if c == "/" {
+		return "", fmt.Errorf("mount target %q: cannot mount over the root", t)
+	}
+	for _, reserved := range []string{"/proc", "/sys"} {
+		if c == reserved || strings.HasPrefix(c, reserved+"/") {
+			return "", fmt.Errorf("mount target %q: %s belongs to the container's kernel view", t, reserved)
+		}
+	}
+	if c == "/dev" {
+		return "", fmt.Errorf("mount target %q: /dev is the container's own", t)
+	}
+	return c, nil
+}

@@ -1,0 +1,528 @@
+package isolate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrClosed is returned for work asked of a container that has been closed or has died.
+var ErrClosed = errors.New("isolate: container is closed")
+
+// namespaces are the clone flags of every container.
+const namespaces = unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET
+
+// Container is a running container: its init (pid 1 of its own namespaces) and the overlay it
+// runs on. It is safe for concurrent use.
+type Container struct {
+	id      string
+	cfg     Config
+	conn    *net.UnixConn
+	pid     int // of the init, in our pid namespace
+	pidfd   int
+	root    *os.File // the overlay's root mount
+	scratch *os.File // the tmpfs holding upper/ and work/ (nil with Config.Upper)
+	created []string // mount points the setup created in the overlay
+
+	wmu     sync.Mutex // one datagram at a time
+	mu      sync.Mutex
+	jobs    map[string]*Cmd
+	seq     uint64
+	dead    error // why the container ended, once it has
+	done    chan struct{}
+	closing sync.Once
+	reaped  chan struct{}
+}
+
+// Start starts a container and returns when it is ready to run commands. ctx bounds the start
+// only. Setup errors name the step: "isolate: pivot_root: invalid argument".
+func Start(ctx context.Context, cfg Config) (*Container, error) {
+	if len(cfg.Lowers) == 0 {
+		return nil, errors.New("isolate: start container: no image layers (Config.Lowers is empty)")
+	}
+	if (cfg.Upper == "") != (cfg.Work == "") {
+		return nil, errors.New("isolate: start container: Config.Upper and Config.Work go together")
+	}
+	c := &Container{id: newID(), cfg: cfg, pidfd: -1, jobs: map[string]*Cmd{}, done: make(chan struct{}), reaped: make(chan struct{})}
+	setup, err := c.setupMessage()
+	if err != nil {
+		return nil, err
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("isolate: start container: socketpair: %w", err)
+	}
+	child := os.NewFile(uintptr(fds[1]), "ctrl")
+	pf := os.NewFile(uintptr(fds[0]), "ctrl")
+	fc, err := net.FileConn(pf)
+	pf.Close()
+	if err != nil {
+		child.Close()
+		return nil, fmt.Errorf("isolate: start container: %w", err)
+	}
+	c.conn = fc.(*net.UnixConn)
+	// The setup may be larger than the socket buffer; the init reads it only once it runs.
+	sent := make(chan error, 1)
+	go func() {
+		_, _, err := c.conn.WriteMsgUnix(setup, nil, nil)
+		sent <- err
+	}()
+
+	err = c.spawn(ctx, child)
+	child.Close()
+	if err != nil {
+		c.conn.Close()
+		<-sent
+		return nil, err
+	}
+	if err := c.awaitReady(ctx, sent); err != nil {
+		c.Close()
+		return nil, err
+	}
+	go c.read()
+	return c, nil
+}
+
+func newID() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// spawn creates the init: forked by the zygote when this binary has the C init, else by exec'ing
+// this binary (the Go init in init_linux.go takes over before main).
+func (c *Container) spawn(ctx context.Context, ctrl *os.File) error {
+	if useZygote() {
+		z, err := getZygote()
+		if err != nil {
+			return err
+		}
+		ch, err := z.spawn(namespaces, ctrl, nil)
+		if err != nil {
+			return err
+		}
+		select {
+		case r := <-ch:
+			if r.err != nil {
+				return fmt.Errorf("isolate: start container %s: %w", c.id, r.err)
+			}
+			c.pid, c.pidfd = r.pid, r.pidfd
+			if c.pidfd < 0 {
+				return fmt.Errorf("isolate: start container %s: no pidfd from the zygote", c.id)
+			}
+			go c.waitPidfd()
+			return nil
+		case <-ctx.Done():
+			// The reply still comes; its pidfd then kills the init.
+			go func() {
+				if r := <-ch; r.err == nil {
+					unix.PidfdSendSignal(r.pidfd, unix.SIGKILL, nil, 0)
+					unix.Close(r.pidfd)
+				}
+			}()
+			return fmt.Errorf("isolate: start container %s: %w", c.id, ctx.Err())
+		}
+	}
+	return c.spawnExec(ctrl)
+}
+
+// spawnExec runs the init as a fresh exec of this binary, from a goroutine locked to its thread
+// for the init's whole life so that Pdeathsig means "the parent process died".
+func (c *Container) spawnExec(ctrl *os.File) error {
+	null, err := devNull()
+	if err != nil {
+		return fmt.Errorf("isolate: start container %s: %w", c.id, err)
+	}
+	mode := "go"
+	if haveCInit && os.Getenv("ISORUN_INIT") != "go" {
+		mode = "c"
+	}
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		pid, err := syscall.ForkExec("/proc/self/exe", []string{"isorun-init"}, &syscall.ProcAttr{
+			Env:   []string{"_ISORUN_INIT=" + mode + ":3"},
+			Files: []uintptr{null.Fd(), null.Fd(), null.Fd(), ctrl.Fd()},
+			Sys:   &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL, Cloneflags: namespaces},
+		})
+		if err != nil {
+			started <- fmt.Errorf("isolate: start container %s: exec /proc/self/exe: %w", c.id, err)
+			return
+		}
+		c.pid = pid
+		c.pidfd, err = unix.PidfdOpen(pid, 0)
+		if err != nil {
+			c.pidfd = -1
+		}
+		started <- nil
+		var ws unix.WaitStatus
+		for {
+			if _, err := unix.Wait4(pid, &ws, 0, nil); err != unix.EINTR {
+				break
+			}
+		}
+		close(c.reaped)
+	}()
+	return <-started
+}
+
+// waitPidfd notes when an init forked by the zygote has exited (its whole pid namespace with it:
+// the kernel kills and reaps the rest before the init's exit is reported).
+func (c *Container) waitPidfd() {
+	fds := []unix.PollFd{{Fd: int32(c.pidfd), Events: unix.POLLIN}}
+	for {
+		if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+			break
+		}
+	}
+	close(c.reaped)
+}
+
+func (c *Container) awaitReady(ctx context.Context, sent <-chan error) error {
+	stop := context.AfterFunc(ctx, func() { c.conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	buf := make([]byte, 1<<16)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	n, oobn, _, _, err := c.conn.ReadMsgUnix(buf, oob)
+	fds := parseRights(oob[:oobn])
+	if err != nil || n == 0 {
+		closeFds(fds)
+		if ctx.Err() != nil {
+			return fmt.Errorf("isolate: start container %s: %w", c.id, ctx.Err())
+		}
+		if serr := <-sent; serr != nil {
+			return fmt.Errorf("isolate: start container %s: send setup: %w", c.id, serr)
+		}
+		return fmt.Errorf("isolate: start container %s: init exited during setup", c.id)
+	}
+	t := parse(buf[:n])
+	switch verb, _ := t.next(); verb {
+	case "ok":
+		c.created = t.rest()
+		want := 1
+		if c.cfg.Upper == "" {
+			want = 2
+		}
+		if len(fds) != want {
+			closeFds(fds)
+			return fmt.Errorf("isolate: start container %s: init sent %d fds, want %d", c.id, len(fds), want)
+		}
+		if want == 2 {
+			c.scratch = os.NewFile(uintptr(fds[0]), "scratch")
+		}
+		c.root = os.NewFile(uintptr(fds[len(fds)-1]), "root")
+		return nil
+	case "err":
+		closeFds(fds)
+		step, _ := t.next()
+		e, _ := t.int()
+		detail, _ := t.next()
+		err := error(syscall.Errno(e))
+		if detail != "" {
+			err = fmt.Errorf("%w (%s)", err, detail)
+		}
+		return &SetupError{ID: c.id, Step: step, Err: err}
+	default:
+		closeFds(fds)
+		return fmt.Errorf("isolate: start container %s: init said %q", c.id, verb)
+	}
+}
+
+// SetupError is a failure of one step of a container's setup, reported by its init.
+type SetupError struct {
+	ID   string // the container's
+	Step string // e.g. "pivot_root", "bind /data on /mnt"
+	Err  error
+}
+
+func (e *SetupError) Error() string {
+	return fmt.Sprintf("isolate: container %s: %s: %v", e.ID, e.Step, e.Err)
+}
+
+func (e *SetupError) Unwrap() error { return e.Err }
+
+// setupMessage is the program the init runs: see proto.go.
+func (c *Container) setupMessage() ([]byte, error) {
+	m := new(message).str("setup").str("rslave")
+	host := c.cfg.Hostname
+	if host == "" {
+		host = c.id
+	}
+	m.strs("hostname", host)
+	upper, work := c.cfg.Upper, c.cfg.Work
+	if upper == "" {
+		opts := "mode=0755"
+		if c.cfg.ScratchSize > 0 {
+			opts += ",size=" + strconv.FormatInt(c.cfg.ScratchSize, 10)
+		}
+		m.strs("scratch", opts)
+	}
+	m.str("overlay").num(int64(len(c.cfg.Lowers)))
+	for _, l := range c.cfg.Lowers {
+		if !path.IsAbs(l) {
+			return nil, fmt.Errorf("isolate: lower %q: not an absolute path", l)
+		}
+		m.str(l)
+	}
+	// index=off and metacopy=off keep the upper a plain, self-contained layer; redirect_dir=off
+	// makes renaming a lower directory copy it up instead of writing a redirect xattr that only
+	// this kernel's overlay could read back.
+	m.strs(upper, work, "index=off,metacopy=off,redirect_dir=off")
+	m.strs("dev", "/dev", "0", "proc", "/proc", "sysfs", "/sys")
+	mounts, err := orderMounts(c.cfg.Mounts)
+	if err != nil {
+		return nil, err
+	}
+	for _, mt := range mounts {
+		switch mt.Type {
+		case "bind":
+			flags := ""
+			if mt.ReadOnly {
+				flags += "r"
+			}
+			src, file, err := prepareSource(mt.Source)
+			if err != nil {
+				return nil, err
+			}
+			if file {
+				flags += "f"
+			}
+			m.strs("bind", src, mt.Target, flags)
+		case "tmpfs":
+			opts := mt.Options
+			if mt.ReadOnly {
+				opts = strings.TrimPrefix(opts+",ro", ",")
+			}
+			m.strs("tmpfs", mt.Target, opts)
+		default:
+			return nil, fmt.Errorf("isolate: mount on %s: unknown type %q (want bind or tmpfs)", mt.Target, mt.Type)
+		}
+	}
+	m.str("pivot")
+	for _, p := range maskedPaths {
+		m.strs("mask", p)
+	}
+	for _, p := range readonlyPaths {
+		m.strs("ro", p)
+	}
+	m.str("lo")
+	if m.err != nil {
+		return nil, fmt.Errorf("isolate: container setup: %w", m.err)
+	}
+	return m.b, nil
+}
+
+// orderMounts validates targets and sorts mounts so that a mount lands before any mount inside
+// it, keeping the caller's order otherwise.
+func orderMounts(ms []Mount) ([]Mount, error) {
+	out := make([]Mount, len(ms))
+	seen := map[string]bool{}
+	for i, m := range ms {
+		t, err := cleanTarget(m.Target)
+		if err != nil {
+			return nil, fmt.Errorf("isolate: %w", err)
+		}
+		if seen[t] {
+			return nil, fmt.Errorf("isolate: mount target %s given twice", t)
+		}
+		seen[t] = true
+		m.Target = t
+		out[i] = m
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		return strings.Count(out[i].Target, "/") < strings.Count(out[j].Target, "/")
+	})
+	return out, nil
+}
+
+// prepareSource checks a bind mount's host side, creating a missing directory, and says whether
+// it is a file.
+func prepareSource(src string) (string, bool, error) {
+	if !path.IsAbs(src) {
+		abs, err := absPath(src)
+		if err != nil {
+			return "", false, fmt.Errorf("isolate: volume source %q: %w", src, err)
+		}
+		src = abs
+	}
+	st, err := os.Stat(src)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(src, 0o755); err != nil {
+			return "", false, fmt.Errorf("isolate: create volume source: %w", err)
+		}
+		return src, false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("isolate: volume source: %w", err)
+	}
+	return src, !st.IsDir(), nil
+}
+
+func absPath(p string) (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	return path.Join(wd, p), nil
+}
+
+// ID names the container in messages (and is its default hostname).
+func (c *Container) ID() string { return c.id }
+
+// Pid is the init's pid in the caller's pid namespace.
+func (c *Container) Pid() int { return c.pid }
+
+// Upper is the directory that holds the container's writes: the overlay's upper layer. With the
+// default tmpfs it is a /proc/self/fd path, valid in this process only and for as long as the
+// container is open.
+func (c *Container) Upper() string {
+	if c.scratch == nil {
+		return c.cfg.Upper
+	}
+	return fmt.Sprintf("/proc/self/fd/%d/upper", c.scratch.Fd())
+}
+
+// Lowers are the container's image layers, top first.
+func (c *Container) Lowers() []string { return c.cfg.Lowers }
+
+// Root is the container's root directory as its processes see it (volumes included), for reading
+// and writing files from the outside: resolve paths under it with RESOLVE_IN_ROOT (see OpenFile).
+// It stays readable after Close until the container's resources are released.
+func (c *Container) Root() *os.File { return c.root }
+
+// Created lists the mount points the setup had to create in the overlay (say /data for a volume
+// on an image without one). They are in the upper layer, but they are the harness's doing, not
+// the commands'.
+func (c *Container) Created() []string { return c.created }
+
+// Done is closed once the container has ended (closed, or its init died).
+func (c *Container) Done() <-chan struct{} { return c.done }
+
+// Err says why the container ended: nil while it runs, ErrClosed after Close.
+func (c *Container) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dead
+}
+
+// Close kills every process of the container and waits until they are gone. The overlay's upper
+// layer and root stay readable until Release. Close is idempotent.
+func (c *Container) Close() error {
+	c.closing.Do(func() {
+		c.end(ErrClosed)
+		if c.pidfd >= 0 {
+			unix.PidfdSendSignal(c.pidfd, unix.SIGKILL, nil, 0)
+		} else if c.pid > 0 {
+			unix.Kill(c.pid, unix.SIGKILL)
+		}
+		c.conn.Close()
+		if c.pid > 0 {
+			select {
+			case <-c.reaped:
+			case <-time.After(30 * time.Second):
+			}
+		}
+		if c.pidfd >= 0 {
+			unix.Close(c.pidfd)
+			c.pidfd = -1
+		}
+	})
+	return nil
+}
+
+// Release closes the container (if still running) and frees its overlay and upper layer: with
+// the default tmpfs, its writes are gone.
+func (c *Container) Release() error {
+	c.Close()
+	if c.root != nil {
+		c.root.Close()
+	}
+	if c.scratch != nil {
+		c.scratch.Close()
+	}
+	return nil
+}
+
+// end records why the container ended and fails every command still waiting.
+func (c *Container) end(why error) {
+	c.mu.Lock()
+	if c.dead != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.dead = why
+	jobs := c.jobs
+	c.jobs = map[string]*Cmd{}
+	c.mu.Unlock()
+	close(c.done)
+	for _, j := range jobs {
+		j.finish(event{verb: "gone"})
+	}
+}
+
+// read dispatches the init's messages to the commands they are about.
+func (c *Container) read() {
+	buf := make([]byte, 1<<16)
+	for {
+		n, _, _, _, err := c.conn.ReadMsgUnix(buf, nil)
+		if err != nil || n == 0 {
+			c.end(fmt.Errorf("isolate: container %s: init exited", c.id))
+			return
+		}
+		t := parse(buf[:n])
+		verb, _ := t.next()
+		id, _ := t.next()
+		ev := event{verb: verb}
+		switch verb {
+		case "started":
+			p, _ := t.int()
+			ev.pid = int(p)
+		case "failed":
+			s, _ := t.int()
+			e, _ := t.int()
+			ev.stage, ev.errno = int(s), syscall.Errno(e)
+			ev.what, _ = t.next()
+		case "exit":
+			s, _ := t.int()
+			ev.status = unix.WaitStatus(s)
+		}
+		c.mu.Lock()
+		j := c.jobs[id]
+		if verb != "started" {
+			delete(c.jobs, id)
+		}
+		c.mu.Unlock()
+		if j != nil {
+			j.deliver(ev)
+		}
+	}
+}
+
+func (c *Container) send(m *message) error {
+	if m.err != nil {
+		return m.err
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	var oob []byte
+	if len(m.fds) > 0 {
+		oob = unix.UnixRights(m.fds...)
+	}
+	_, _, err := c.conn.WriteMsgUnix(m.b, oob, nil)
+	return err
+}

@@ -1,0 +1,129 @@
+package isolate
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// The parent talks to a container's init, and to the zygote, in datagrams on a SOCK_SEQPACKET
+// socket: NUL-terminated tokens (a verb, then its arguments), file descriptors by SCM_RIGHTS. It is
+// not JSON because the init that reads it is C that runs before any runtime (init_linux.c), and
+// a token list is what it can parse without a library; the same format serves the Go init.
+//
+// Parent -> zygote:   spawn ID CLONEFLAGS CGROUPFDINDEX          fds: [ctrl, cgroup?]
+// Zygote -> parent:   pid ID PID                                 fds: [pidfd]
+//                     err ID STEP ERRNO
+// Parent -> init:     setup OP...                                (first message; ops below)
+//                     exec ID FLAGS UID GID NGROUPS GID... DIR ARGC ARG... ENVC ENV...   fds: stdio
+//                     kill ID SIGNAL
+// Init -> parent:     ok CREATEDPATH...                          fds: [scratch?, root]
+//                     err STEP ERRNO DETAIL
+//                     started ID PID
+//                     failed ID STAGE ERRNO WHAT
+//                     exit ID WAITSTATUS
+//
+// Setup ops, run in order by the init:
+//
+//	rslave                        make every mount a slave before mounting anything
+//	userns UID GID                map root to UID/GID (rootless)
+//	cgroup PROCSFILE              join a cgroup v1 hierarchy
+//	hostname NAME
+//	scratch OPTS                  a private tmpfs for upper/ and work/
+//	overlay N LOWER... UPPER WORK OPTS   (UPPER empty: in the scratch tmpfs)
+//	dev TARGET ROOTLESS           tmpfs with null zero full random urandom tty, pts, shm, links
+//	proc TARGET | sysfs TARGET
+//	bind SOURCE TARGET FLAGS      FLAGS: r read-only, f file
+//	tmpfs TARGET OPTS
+//	pivot
+//	mask PATH | ro PATH           after pivot
+//	lo
+
+// Flags of an exec request; keep in sync with init_linux.c.
+const (
+	execStdin      = 1
+	execStdout     = 2
+	execStderr     = 4
+	execTTY        = 8
+	execPrivileged = 16
+)
+
+// Stages at which a command can fail before it runs; keep in sync with init_linux.c.
+const (
+	stageStdio = 1 + iota
+	stageChdir
+	stageCreds
+	stageCaps
+	stageLookup
+	stageExec
+	stageTTY
+)
+
+// message builds one datagram.
+type message struct {
+	b   []byte
+	fds []int
+	err error
+}
+
+func (m *message) str(s string) *message {
+	if strings.IndexByte(s, 0) >= 0 && m.err == nil {
+		m.err = fmt.Errorf("%q contains a NUL byte", s)
+	}
+	m.b = append(m.b, s...)
+	m.b = append(m.b, 0)
+	return m
+}
+
+func (m *message) strs(ss ...string) *message {
+	for _, s := range ss {
+		m.str(s)
+	}
+	return m
+}
+
+func (m *message) num(n int64) *message {
+	m.b = strconv.AppendInt(m.b, n, 10)
+	m.b = append(m.b, 0)
+	return m
+}
+
+// tokens splits a received datagram.
+type tokens struct {
+	t []string
+	i int
+}
+
+func parse(b []byte) *tokens {
+	s := string(b)
+	s = strings.TrimSuffix(s, "\x00")
+	if s == "" {
+		return &tokens{}
+	}
+	return &tokens{t: strings.Split(s, "\x00")}
+}
+
+var errShort = errors.New("short message")
+
+func (t *tokens) next() (string, error) {
+	if t.i >= len(t.t) {
+		return "", errShort
+	}
+	t.i++
+	return t.t[t.i-1], nil
+}
+
+func (t *tokens) int() (int64, error) {
+	s, err := t.next()
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(s, 10, 64)
+}
+
+func (t *tokens) rest() []string {
+	r := t.t[t.i:]
+	t.i = len(t.t)
+	return r
+}

@@ -1,0 +1,234 @@
+package isolate
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The zygote (init_linux.c) is started once per process from this binary and forks every
+// container's init. Its lifetime is the process's: a goroutine locked to its OS thread creates it
+// with Pdeathsig and then waits for it, so the signal can only fire when this process dies
+// (golang/go#27505: Pdeathsig follows the creating thread); its control socket closing tells it the
+// same thing, and it then kills every container it made.
+
+type zygote struct {
+	conn *net.UnixConn
+	pid  int
+
+	mu      sync.Mutex
+	pending map[string]chan zreply
+	dead    bool
+}
+
+type zreply struct {
+	pid   int
+	pidfd int
+	err   error
+}
+
+var (
+	zmu     sync.Mutex
+	current *zygote
+	zseq    atomic.Uint64
+)
+
+// devNull is opened once: every init and zygote starts with it as stdio.
+var devNull = sync.OnceValues(func() (*os.File, error) { return os.OpenFile(os.DevNull, os.O_RDWR, 0) })
+
+func getZygote() (*zygote, error) {
+	zmu.Lock()
+	defer zmu.Unlock()
+	if current != nil {
+		current.mu.Lock()
+		dead := current.dead
+		current.mu.Unlock()
+		if !dead {
+			return current, nil
+		}
+	}
+	z, err := startZygote()
+	if err != nil {
+		return nil, err
+	}
+	current = z
+	return z, nil
+}
+
+func startZygote() (*zygote, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("isolate: start zygote: socketpair: %w", err)
+	}
+	child := os.NewFile(uintptr(fds[1]), "zygote")
+	defer child.Close()
+	parent := os.NewFile(uintptr(fds[0]), "zygote")
+	c, err := net.FileConn(parent)
+	parent.Close()
+	if err != nil {
+		child.Close()
+		return nil, fmt.Errorf("isolate: start zygote: %w", err)
+	}
+	null, err := devNull()
+	if err != nil {
+		return nil, fmt.Errorf("isolate: start zygote: %w", err)
+	}
+	z := &zygote{conn: c.(*net.UnixConn), pending: map[string]chan zreply{}}
+	started := make(chan error, 1)
+	go func() {
+		// Locked for the zygote's whole life and never unlocked: see the comment at the top.
+		runtime.LockOSThread()
+		pid, err := syscall.ForkExec("/proc/self/exe", []string{"isorun-zygote"}, &syscall.ProcAttr{
+			Env:   []string{"_ISORUN_ZYGOTE=3"},
+			Files: []uintptr{null.Fd(), null.Fd(), null.Fd(), child.Fd()},
+			Sys:   &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL},
+		})
+		if err != nil {
+			started <- fmt.Errorf("isolate: start zygote: exec /proc/self/exe: %w", err)
+			return
+		}
+		z.pid = pid
+		started <- nil
+		var ws unix.WaitStatus
+		for {
+			_, err := unix.Wait4(pid, &ws, 0, nil)
+			if err != unix.EINTR {
+				break
+			}
+		}
+		z.fail(fmt.Errorf("isolate: zygote exited (%s)", describeStatus(ws)))
+		z.conn.Close()
+	}()
+	if err := <-started; err != nil {
+		z.conn.Close()
+		return nil, err
+	}
+	go z.read()
+	return z, nil
+}
+
+func (z *zygote) fail(err error) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	z.dead = true
+	for id, ch := range z.pending {
+		ch <- zreply{err: err}
+		delete(z.pending, id)
+	}
+}
+
+func (z *zygote) read() {
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	for {
+		n, oobn, _, _, err := z.conn.ReadMsgUnix(buf, oob)
+		if err != nil || n == 0 {
+			z.fail(errors.New("isolate: zygote exited"))
+			return
+		}
+		fds := parseRights(oob[:oobn])
+		t := parse(buf[:n])
+		verb, _ := t.next()
+		id, _ := t.next()
+		var r zreply
+		switch verb {
+		case "pid":
+			p, err := t.int()
+			r.pid, r.err = int(p), err
+			r.pidfd = -1
+			if len(fds) > 0 {
+				r.pidfd = fds[0]
+				fds = fds[1:]
+			}
+		case "err":
+			step, _ := t.next()
+			e, _ := t.int()
+			r.err = fmt.Errorf("isolate: %s: %w", step, syscall.Errno(e))
+		default:
+			r.err = fmt.Errorf("isolate: zygote said %q", verb)
+		}
+		closeFds(fds)
+		z.mu.Lock()
+		ch := z.pending[id]
+		delete(z.pending, id)
+		z.mu.Unlock()
+		if ch != nil {
+			ch <- r
+		} else if r.pidfd >= 0 {
+			unix.Close(r.pidfd)
+		}
+	}
+}
+
+// spawn asks the zygote for a new init with the given clone flags, whose control socket is ctrl.
+// The reply arrives on the returned channel.
+func (z *zygote) spawn(flags uintptr, ctrl *os.File, cgroup *os.File) (<-chan zreply, error) {
+	id := strconv.FormatUint(zseq.Add(1), 10)
+	ch := make(chan zreply, 1)
+	m := new(message).strs("spawn", id).num(int64(flags))
+	fds := []int{int(ctrl.Fd())}
+	if cgroup != nil {
+		m.num(1)
+		fds = append(fds, int(cgroup.Fd()))
+	} else {
+		m.num(-1)
+	}
+	z.mu.Lock()
+	if z.dead {
+		z.mu.Unlock()
+		return nil, errors.New("isolate: zygote exited")
+	}
+	z.pending[id] = ch
+	z.mu.Unlock()
+	_, _, err := z.conn.WriteMsgUnix(m.b, unix.UnixRights(fds...), nil)
+	runtime.KeepAlive(ctrl)
+	runtime.KeepAlive(cgroup)
+	if err != nil {
+		z.mu.Lock()
+		delete(z.pending, id)
+		z.mu.Unlock()
+		return nil, fmt.Errorf("isolate: ask zygote for a container: %w", err)
+	}
+	return ch, nil
+}
+
+func parseRights(oob []byte) []int {
+	if len(oob) == 0 {
+		return nil
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil
+	}
+	var fds []int
+	for _, m := range msgs {
+		if f, err := unix.ParseUnixRights(&m); err == nil {
+			fds = append(fds, f...)
+		}
+	}
+	return fds
+}
+
+func closeFds(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+func describeStatus(ws unix.WaitStatus) string {
+	switch {
+	case ws.Exited():
+		return fmt.Sprintf("exit status %d", ws.ExitStatus())
+	case ws.Signaled():
+		return "signal: " + ws.Signal().String()
+	}
+	return fmt.Sprintf("status %#x", uint32(ws))
+}
