@@ -522,6 +522,9 @@ func (a *layerApplier) finishDirs() error {
 		pfd, base := a.rootfd, "."
 		if n != "." {
 			pd, err := a.parent(path.Dir(n), false)
+			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+				continue // a later entry replaced a parent
+			}
 			if err != nil {
 				return fmt.Errorf("entry %q: %w", n, err)
 			}
