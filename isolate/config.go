@@ -43,9 +43,6 @@ type Mount struct {
 	Options string
 }
 
-// DefaultPath is the PATH commands get when their environment has none.
-const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 // maskedPaths are hidden from the container, as runc and Docker do: they leak host information or
 // control the host kernel. Files get /dev/null bound over them, directories an empty read-only tmpfs.
 var maskedPaths = []string{

@@ -23,6 +23,9 @@ import (
 // ErrClosed is returned for work asked of a container that has been closed or has died.
 var ErrClosed = errors.New("isolate: container is closed")
 
+// DefaultPath is the PATH commands get when their environment has none.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 // namespaces are the clone flags of every container.
 const namespaces = unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET
 
