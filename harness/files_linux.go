@@ -12,13 +12,13 @@ import (
 
 // openInContainer opens p as the container's processes would see it: relative to its root (with
 // its volumes), and with every symlink resolved inside that root, never on the host.
-func (s *Sandbox) openInContainer(p string, flags int, perm fs.FileMode) (*os.File, error) {
+func (e *Engine) openInContainer(p string, flags int, perm fs.FileMode) (*os.File, error) {
 	if !path.IsAbs(p) {
 		return nil, fmt.Errorf("%s: not an absolute path in the container", p)
 	}
-	root := s.c.Root()
+	root := e.c.Root()
 	if root == nil {
-		return nil, fmt.Errorf("%s: container %s has no root", p, s.c.ID())
+		return nil, fmt.Errorf("%s: container %s has no root", p, e.c.ID())
 	}
 	fd, err := unix.Openat2(int(root.Fd()), p, &unix.OpenHow{
 		Flags:   uint64(flags | unix.O_CLOEXEC),
@@ -32,8 +32,8 @@ func (s *Sandbox) openInContainer(p string, flags int, perm fs.FileMode) (*os.Fi
 }
 
 // ReadFile reads a file by its path inside the container.
-func (s *Sandbox) ReadFile(p string) ([]byte, error) {
-	f, err := s.openInContainer(p, unix.O_RDONLY, 0)
+func (e *Engine) ReadFile(p string) ([]byte, error) {
+	f, err := e.openInContainer(p, unix.O_RDONLY, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -48,8 +48,8 @@ func (s *Sandbox) ReadFile(p string) ([]byte, error) {
 // WriteFile writes a file by its path inside the container, like os.WriteFile: created with
 // perm (owned by root) or truncated. The parent directory must exist. The write is a change
 // like any other: it shows in Diff.
-func (s *Sandbox) WriteFile(p string, data []byte, perm fs.FileMode) error {
-	f, err := s.openInContainer(p, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC, perm)
+func (e *Engine) WriteFile(p string, data []byte, perm fs.FileMode) error {
+	f, err := e.openInContainer(p, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC, perm)
 	if err != nil {
 		return err
 	}

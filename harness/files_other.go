@@ -7,8 +7,8 @@ import (
 	"io/fs"
 )
 
-func (s *Sandbox) ReadFile(p string) ([]byte, error) { return nil, errors.New("isorun: unsupported") }
+func (e *Engine) ReadFile(p string) ([]byte, error) { return nil, errors.New("isorun: unsupported") }
 
-func (s *Sandbox) WriteFile(p string, data []byte, perm fs.FileMode) error {
+func (e *Engine) WriteFile(p string, data []byte, perm fs.FileMode) error {
 	return errors.New("isorun: unsupported")
 }

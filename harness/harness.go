@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -52,22 +53,17 @@ type Result struct {
 	Err error
 }
 
-// Sandbox is one running container. Make it with Container; it ends with the test.
+// Sandbox is one running container. Make it with Container; it ends with the test. It is an
+// Engine whose errors fail the test and whose commands are logged when the test fails.
 type Sandbox struct {
 	t   testing.TB
 	img fixtures.Image
+	e   *Engine
 	c   *isolate.Container
-	cfg config
-
-	uid, gid uint32
-	groups   []uint32
-	env      []string
-	keepDir  string
 
 	mu       sync.Mutex
 	history  []string // commands and how they ended, for the log of a failed test
 	finished bool
-	timer    *time.Timer
 }
 
 // Container starts a container on img and returns it ready; t fails with a message naming the
@@ -85,45 +81,19 @@ func Container(t testing.TB, img fixtures.Image, opts ...Option) *Sandbox {
 	if img == nil {
 		t.Fatal("harness: Container: nil image (use fixtures.Busybox(), fixtures.Host() or fixtures.Open)")
 	}
-	s := &Sandbox{t: t, img: img}
+	var cfg config
 	for _, o := range opts {
-		o(&s.cfg)
+		o(&cfg)
 	}
-	if os.Getenv("ISORUN_KEEP") == "1" {
-		s.cfg.keep = true
-	}
-	res, err := img.Resolve()
-	if err != nil {
-		t.Fatalf("harness: image %q: %v", img.Ref(), err)
-	}
-	icfg := isolate.Config{
-		Lowers:     res.Lowers,
-		Hostname:   s.cfg.hostname,
-		Mounts:     s.cfg.mounts,
-		Privileged: s.cfg.privileged,
-		Dir:        firstNonEmpty(s.cfg.dir, res.Config.WorkingDir),
-	}
-	if s.cfg.keep {
-		if err := s.makeKeepDir(&icfg); err != nil {
-			t.Fatalf("harness: ISORUN_KEEP: %v", err)
-		}
-	}
+	s := &Sandbox{t: t, img: img}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := isolate.Start(ctx, icfg)
+	e, err := start(ctx, img, cfg, s.timeout)
 	if err != nil {
-		s.removeKeepDir()
-		t.Fatalf("harness: start container on image %q: %v", img.Ref(), err)
+		t.Fatalf("harness: %v", err)
 	}
-	s.c = c
+	s.e, s.c = e, e.c
 	t.Cleanup(s.cleanup)
-	if err := s.resolveUser(firstNonEmpty(s.cfg.user, res.Config.User)); err != nil {
-		t.Fatalf("harness: container %s: %v", c.ID(), err)
-	}
-	s.env = mergeEnv(res.Config.Env, s.cfg.env, s.homeFor())
-	if s.cfg.timeout > 0 {
-		s.timer = time.AfterFunc(s.cfg.timeout, s.timeout)
-	}
 	return s
 }
 
@@ -169,54 +139,29 @@ func mergeEnv(image, extra []string, home string) []string {
 	return out
 }
 
-func (s *Sandbox) makeKeepDir(icfg *isolate.Config) error {
-	dir, err := os.MkdirTemp("", "isorun-keep-")
-	if err != nil {
-		return err
-	}
-	s.keepDir = dir
-	icfg.Upper, icfg.Work = filepath.Join(dir, "upper"), filepath.Join(dir, "work")
-	for _, d := range []string{icfg.Upper, icfg.Work} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *Sandbox) removeKeepDir() {
-	if s.keepDir != "" {
-		overlay.Remove(s.keepDir)
-	}
-}
-
 func (s *Sandbox) timeout() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.finished {
 		return
 	}
-	s.history = append(s.history, fmt.Sprintf("timeout after %v: container killed", s.cfg.timeout))
-	s.c.Close()
-	s.t.Errorf("harness: container %s on %q: killed after WithTimeout(%v)", s.c.ID(), s.img.Ref(), s.cfg.timeout)
+	s.history = append(s.history, fmt.Sprintf("timeout after %v: container killed", s.e.cfg.timeout))
+	s.t.Errorf("harness: container %s on %q: killed after WithTimeout(%v)", s.c.ID(), s.img.Ref(), s.e.cfg.timeout)
 }
 
 func (s *Sandbox) cleanup() {
 	s.mu.Lock()
 	s.finished = true
-	if s.timer != nil {
-		s.timer.Stop()
-	}
 	history := s.history
 	s.mu.Unlock()
 	if s.t.Failed() && len(history) > 0 {
 		s.t.Logf("harness: container %s on %q ran:\n  %s", s.c.ID(), s.img.Ref(), strings.Join(history, "\n  "))
 	}
-	s.c.Release()
-	if s.keepDir != "" {
-		log := filepath.Join(s.keepDir, "commands.log")
+	s.e.Release()
+	if dir := s.e.KeepDir(); dir != "" {
+		log := filepath.Join(dir, "commands.log")
 		os.WriteFile(log, []byte(strings.Join(history, "\n")+"\n"), 0o644)
-		s.t.Logf("harness: ISORUN_KEEP: container %s kept its upper layer in %s/upper and its command log in %s", s.c.ID(), s.keepDir, log)
+		s.t.Logf("harness: ISORUN_KEEP: container %s kept its upper layer in %s/upper and its command log in %s", s.c.ID(), dir, log)
 	}
 }
 
@@ -232,19 +177,11 @@ func (s *Sandbox) Close() { s.c.Close() }
 
 // Command returns a command to run in the container, with the container's environment, user and
 // working directory; set its fields, then Run (or Start and Wait), as with os/exec.
-func (s *Sandbox) Command(name string, arg ...string) *Cmd {
-	cmd := s.c.Command(name, arg...)
-	cmd.Env = append([]string(nil), s.env...)
-	cmd.UID, cmd.GID, cmd.Groups = s.uid, s.gid, s.groups
-	return cmd
-}
+func (s *Sandbox) Command(name string, arg ...string) *Cmd { return s.e.Command(name, arg...) }
 
 // CommandContext is Command whose process group is killed when ctx is done.
 func (s *Sandbox) CommandContext(ctx context.Context, name string, arg ...string) *Cmd {
-	cmd := s.c.CommandContext(ctx, name, arg...)
-	cmd.Env = append([]string(nil), s.env...)
-	cmd.UID, cmd.GID, cmd.Groups = s.uid, s.gid, s.groups
-	return cmd
+	return s.e.CommandContext(ctx, name, arg...)
 }
 
 // runWaitDelay bounds how long Run waits for output after the command exits: a server started
@@ -333,46 +270,44 @@ func quoteArgs(args []string) string {
 // Mount points the harness made for volumes are not changes; nor is anything inside a volume.
 func (s *Sandbox) Diff() overlay.Changes {
 	s.t.Helper()
-	ch, err := s.diff()
+	ch, err := s.e.Diff()
 	if err != nil {
-		s.t.Fatalf("harness: container %s: %v", s.c.ID(), err)
+		s.t.Fatalf("harness: %v", err)
 	}
 	return ch
 }
 
-func (s *Sandbox) diff() (overlay.Changes, error) {
-	ch, err := overlay.Diff(s.c.Upper(), s.c.Lowers())
-	if err != nil {
-		return nil, err
-	}
-	created := map[string]bool{}
-	for _, p := range s.c.Created() {
-		created[p] = true
-	}
-	return ch.Filter(func(c overlay.Change) bool { return !(c.Kind == overlay.Added && created[c.Path]) }), nil
-}
+func (s *Sandbox) diff() (overlay.Changes, error) { return s.e.Diff() }
 
 // Commit returns the container's filesystem as it is now as a new image (the base image's
 // layers plus a copy of the upper layer), usable by Container until the test process exits.
 // Commit while no command is writing.
 func (s *Sandbox) Commit() fixtures.Image {
 	s.t.Helper()
-	img, err := fixtures.Commit(s.img, s.c.Upper())
+	img, err := s.e.Commit()
 	if err != nil {
-		s.t.Fatalf("harness: container %s: %v", s.c.ID(), err)
+		s.t.Fatalf("harness: %v", err)
 	}
 	return img
 }
 
 // WriteLayer writes the container's changes as an OCI image layer (a tar with .wh. whiteouts),
 // for shipping the diff elsewhere.
-func (s *Sandbox) WriteLayer(w io.Writer) error {
-	ch, err := s.diff()
-	if err != nil {
-		return err
-	}
-	return overlay.WriteLayer(w, s.c.Upper(), ch)
+func (s *Sandbox) WriteLayer(w io.Writer) error { return s.e.WriteLayer(w) }
+
+// ReadFile reads a file by its path inside the container.
+func (s *Sandbox) ReadFile(p string) ([]byte, error) { return s.e.ReadFile(p) }
+
+// WriteFile writes a file by its path inside the container, like os.WriteFile: created with
+// perm (owned by root) or truncated. The parent directory must exist. The write is a change
+// like any other: it shows in Diff.
+func (s *Sandbox) WriteFile(p string, data []byte, perm fs.FileMode) error {
+	return s.e.WriteFile(p, data, perm)
 }
+
+// Engine is the container under the Sandbox, whose methods return errors instead of failing
+// the test.
+func (s *Sandbox) Engine() *Engine { return s.e }
 
 // Container is the underlying isolate container, for what the harness does not wrap.
 func (s *Sandbox) Container() *isolate.Container { return s.c }

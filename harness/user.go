@@ -8,44 +8,44 @@ import (
 
 // resolveUser sets the uid, gid and groups of commands from a docker-style --user value, with
 // names looked up in the container's own /etc/passwd and /etc/group.
-func (s *Sandbox) resolveUser(user string) error {
+func (e *Engine) resolveUser(user string) error {
 	if user == "" {
 		return nil
 	}
 	name, group, hasGroup := strings.Cut(user, ":")
-	uid, gid, err := s.lookup("/etc/passwd", name, true)
+	uid, gid, err := e.lookup("/etc/passwd", name, true)
 	if err != nil {
 		return fmt.Errorf("user %q: %w", user, err)
 	}
 	if hasGroup {
-		if gid, _, err = s.lookup("/etc/group", group, false); err != nil {
+		if gid, _, err = e.lookup("/etc/group", group, false); err != nil {
 			return fmt.Errorf("user %q: %w", user, err)
 		}
 	}
-	s.uid, s.gid = uid, gid
-	s.groups = []uint32{gid}
+	e.uid, e.gid = uid, gid
+	e.groups = []uint32{gid}
 	return nil
 }
 
 // lookup finds a name (or takes a number) in a passwd or group file: it returns the id and, for
 // passwd, the primary gid.
-func (s *Sandbox) lookup(file, name string, passwd bool) (uint32, uint32, error) {
+func (e *Engine) lookup(file, name string, passwd bool) (uint32, uint32, error) {
 	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
 		id := uint32(n)
 		gid := id
 		if passwd {
 			// A numeric uid keeps its passwd entry's group when there is one.
-			if _, g, err := s.lookupEntry(file, func(f []string) bool { return f[2] == name }); err == nil {
+			if _, g, err := e.lookupEntry(file, func(f []string) bool { return f[2] == name }); err == nil {
 				gid = g
 			}
 		}
 		return id, gid, nil
 	}
-	return s.lookupEntry(file, func(f []string) bool { return f[0] == name })
+	return e.lookupEntry(file, func(f []string) bool { return f[0] == name })
 }
 
-func (s *Sandbox) lookupEntry(file string, match func([]string) bool) (uint32, uint32, error) {
-	b, err := s.ReadFile(file)
+func (e *Engine) lookupEntry(file string, match func([]string) bool) (uint32, uint32, error) {
+	b, err := e.ReadFile(file)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -70,16 +70,16 @@ func (s *Sandbox) lookupEntry(file string, match func([]string) bool) (uint32, u
 }
 
 // homeFor is HOME for the commands' user: from /etc/passwd, else /root for root and / otherwise.
-func (s *Sandbox) homeFor() string {
-	uid := strconv.FormatUint(uint64(s.uid), 10)
-	if b, err := s.ReadFile("/etc/passwd"); err == nil {
+func (e *Engine) homeFor() string {
+	uid := strconv.FormatUint(uint64(e.uid), 10)
+	if b, err := e.ReadFile("/etc/passwd"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			if f := strings.Split(line, ":"); len(f) >= 6 && f[2] == uid && f[5] != "" {
 				return f[5]
 			}
 		}
 	}
-	if s.uid == 0 {
+	if e.uid == 0 {
 		return "/root"
 	}
 	return "/"
