@@ -51,6 +51,15 @@ func Start(ctx context.Context, img fixtures.Image, opts ...Option) (*Engine, er
 	return start(ctx, img, cfg, nil)
 }
 
+// Supported says whether containers can run here: nil, or why not ("isorun: unsupported on
+// darwin", "isorun: containers need root here ...").
+func Supported() error {
+	if reason := unsupported(); reason != "" {
+		return errors.New(reason)
+	}
+	return nil
+}
+
 // start is Start with the options applied and a hook for WithTimeout, which Container turns
 // into a test failure.
 func start(ctx context.Context, img fixtures.Image, cfg config, onTimeout func()) (*Engine, error) {

@@ -62,3 +62,17 @@ func (e *Engine) WriteFile(p string, data []byte, perm fs.FileMode) error {
 	}
 	return nil
 }
+
+// Stat describes a file by its path inside the container, following symlinks inside it.
+func (e *Engine) Stat(p string) (fs.FileInfo, error) {
+	f, err := e.openInContainer(p, unix.O_PATH, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, &fs.PathError{Op: "stat", Path: p, Err: err}
+	}
+	return info, nil
+}
