@@ -29,11 +29,17 @@ import (
 // over before main runs), registers the -update flag for golden diffs unless the package defines
 // its own, runs the tests and exits. Containers work without it; only -update needs it.
 func Main(m *testing.M) {
+	os.Exit(run(m))
+}
+
+// run is Main without the exit, so that this package's own TestMain can check for leaks after
+// the tests.
+func run(m *testing.M) int {
 	isolate.ServeIfInit()
 	if flag.Lookup("update") == nil {
 		flag.Bool("update", false, "rewrite golden files (testdata/*.diff)")
 	}
-	os.Exit(m.Run())
+	return m.Run()
 }
 
 // Cmd is a command in a container, shaped like os/exec.Cmd (see isolate.Cmd).
@@ -72,10 +78,9 @@ type Sandbox struct {
 // not root) the test is skipped with the reason, or fails when ISORUN_REQUIRE=1.
 func Container(t testing.TB, img fixtures.Image, opts ...Option) *Sandbox {
 	t.Helper()
-	if reason := unsupported(); reason != "" {
-		if os.Getenv("ISORUN_REQUIRE") == "1" {
-			t.Fatalf("%s (ISORUN_REQUIRE=1)", reason)
-		}
+	if reason, fail := platformPolicy(runtime.GOOS, os.Geteuid(), os.Getenv("ISORUN_REQUIRE")); fail {
+		t.Fatal(reason)
+	} else if reason != "" {
 		t.Skip(reason)
 	}
 	if img == nil {
@@ -97,14 +102,28 @@ func Container(t testing.TB, img fixtures.Image, opts ...Option) *Sandbox {
 	return s
 }
 
+// platformPolicy decides what Container does on a platform that can't run containers: skip
+// with the reason, or, with ISORUN_REQUIRE=1 (CI, where a skip would hide that nothing ran),
+// fail with it. It takes the platform as arguments so that the decision can be tested anywhere.
+func platformPolicy(goos string, euid int, require string) (reason string, fail bool) {
+	switch {
+	case goos != "linux":
+		reason = "isorun: unsupported on " + goos
+	case euid != 0:
+		reason = "isorun: containers need root here (mount and pid namespaces need CAP_SYS_ADMIN); run the tests as root"
+	default:
+		return "", false
+	}
+	if require == "1" {
+		return reason + " (and ISORUN_REQUIRE=1 makes that a failure)", true
+	}
+	return reason, false
+}
+
+// unsupported is why containers can't run here, "" when they can.
 func unsupported() string {
-	if runtime.GOOS != "linux" {
-		return "isorun: unsupported on " + runtime.GOOS
-	}
-	if os.Geteuid() != 0 {
-		return "isorun: containers need root here (mount and pid namespaces need CAP_SYS_ADMIN); run the tests as root"
-	}
-	return ""
+	reason, _ := platformPolicy(runtime.GOOS, os.Geteuid(), "")
+	return reason
 }
 
 func firstNonEmpty(s ...string) string {
