@@ -70,6 +70,9 @@ type Sandbox struct {
 	mu       sync.Mutex
 	history  []string // commands and how they ended, for the log of a failed test
 	finished bool
+	// timeoutReported says the test was failed for WithTimeout; cleanup reports a timeout that
+	// fired too early (before Container returned) or raced the end of the test.
+	timeoutReported bool
 }
 
 // Container starts a container on img and returns it ready; t fails with a message naming the
@@ -97,7 +100,9 @@ func Container(t testing.TB, img fixtures.Image, opts ...Option) *Sandbox {
 	if err != nil {
 		t.Fatalf("harness: %v", err)
 	}
+	s.mu.Lock() // the timeout may fire already
 	s.e, s.c = e, e.c
+	s.mu.Unlock()
 	t.Cleanup(s.cleanup)
 	return s
 }
@@ -158,12 +163,21 @@ func mergeEnv(image, extra []string, home string) []string {
 	return out
 }
 
+// timeout runs on the timer's goroutine once WithTimeout's deadline killed the container. It
+// fails the test unless the test is already over (Errorf after the end would panic) or
+// Container has not returned yet; cleanup reports those cases.
 func (s *Sandbox) timeout() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.finished {
+	if s.finished || s.e == nil {
 		return
 	}
+	s.reportTimeout()
+}
+
+// reportTimeout fails the test for WithTimeout; s.mu is held.
+func (s *Sandbox) reportTimeout() {
+	s.timeoutReported = true
 	s.history = append(s.history, fmt.Sprintf("timeout after %v: container killed", s.e.cfg.timeout))
 	s.t.Errorf("harness: container %s on %q: killed after WithTimeout(%v)", s.c.ID(), s.img.Ref(), s.e.cfg.timeout)
 }
@@ -171,6 +185,11 @@ func (s *Sandbox) timeout() {
 func (s *Sandbox) cleanup() {
 	s.mu.Lock()
 	s.finished = true
+	// The engine marks the timeout before it kills, so a test that saw its commands die sees
+	// TimedOut here even when the timer's callback has not got the lock yet.
+	if s.e.TimedOut() && !s.timeoutReported {
+		s.reportTimeout()
+	}
 	history := s.history
 	s.mu.Unlock()
 	if s.t.Failed() && len(history) > 0 {
