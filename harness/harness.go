@@ -192,7 +192,7 @@ func (s *Sandbox) cleanup() {
 	}
 	history := s.history
 	s.mu.Unlock()
-	if s.t.Failed() && len(history) > 0 {
+	if (s.t.Failed() || panicking()) && len(history) > 0 {
 		s.t.Logf("harness: container %s on %q ran:\n  %s", s.c.ID(), s.img.Ref(), strings.Join(history, "\n  "))
 	}
 	s.e.Release()
@@ -200,6 +200,23 @@ func (s *Sandbox) cleanup() {
 		log := filepath.Join(dir, "commands.log")
 		os.WriteFile(log, []byte(strings.Join(history, "\n")+"\n"), 0o644)
 		s.t.Logf("harness: ISORUN_KEEP: container %s kept its upper layer in %s/upper and its command log in %s", s.c.ID(), dir, log)
+	}
+}
+
+// panicking reports whether the caller runs as a deferred call of a panic. A test's cleanups run
+// while it panics, before the testing package marks it failed, so t.Failed alone would keep
+// the command log out of the output of a test that panicked.
+func panicking() bool {
+	pc := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pc[:runtime.Callers(2, pc)])
+	for {
+		f, more := frames.Next()
+		if f.Function == "runtime.gopanic" {
+			return true
+		}
+		if !more {
+			return false
+		}
 	}
 }
 
