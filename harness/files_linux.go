@@ -40,7 +40,7 @@ func (e *Engine) ReadFile(p string) ([]byte, error) {
 	defer f.Close()
 	b, err := io.ReadAll(f)
 	if err != nil {
-		return nil, &fs.PathError{Op: "read", Path: p, Err: err}
+		return nil, err // already "read <p>: ...": f is named p
 	}
 	return b, nil
 }
