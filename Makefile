@@ -31,8 +31,16 @@ vet:
 test: deps vet
 	$(GO) test -race -count=1 ./...
 
+# demo: what does an installer change? Run it in a throwaway container: its output, then the diff.
 demo: deps build
-	./$(BIN) run --image busybox --diff -- sh -c 'echo hi > /greeting && rm /bin/ls && cat /greeting'
+	./$(BIN) run --image busybox --diff -- sh -c '\
+	  echo "installing mytool 1.0"; \
+	  mkdir -p /opt/mytool/bin /etc/mytool && \
+	  printf "#!/bin/sh\necho mytool 1.0 ready\n" > /opt/mytool/bin/mytool && \
+	  chmod 755 /opt/mytool/bin/mytool && ln -s /opt/mytool/bin/mytool /bin/mytool && \
+	  echo "threads=4" > /etc/mytool/config && \
+	  echo "mytool:x:999:999::/opt/mytool:/bin/false" >> /etc/passwd && \
+	  rm /bin/vi && mytool'
 
 clean:
 	rm -rf bin
