@@ -8,6 +8,8 @@
 //
 // or, for Params of your own, add Commands() to Params.Cmds and Condition to Params.Condition.
 // The isorun CLI runs the same scenarios outside `go test`: `isorun script testdata/scripts/*.txtar`.
+// This repository's own scenarios, testdata/scripts/*.txtar at the module root, run as
+// TestScenarios in this package's tests (go test ./harness/script -run TestScenarios/NAME).
 //
 // A scenario:
 //
