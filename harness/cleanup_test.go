@@ -69,7 +69,7 @@ func TestHelperChild(t *testing.T) {
 	// Registered before Container, so it runs after the harness's cleanup (cleanups run last
 	// first), on every way out of the test.
 	t.Cleanup(func() {
-		leaks := findLeaks(false)
+		leaks := settledLeaks(false)
 		if pid != 0 {
 			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
 				leaks = append(leaks, fmt.Sprintf("init %d still exists", pid))
@@ -149,6 +149,6 @@ func TestKeep(t *testing.T) {
 			Container(ft, fixtures.Busybox()).MustRun("true")
 		})
 		assert.Empty(t, f.logs)
-		assert.Empty(t, findLeaks(false))
+		assert.Empty(t, settledLeaks(false))
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // helperEnv, when set, makes this test binary a child that one test started to run a helper
@@ -47,7 +48,7 @@ func TestMain(m *testing.M) {
 
 	code := run(m)
 
-	if leaks := findLeaks(true); len(leaks) > 0 {
+	if leaks := settledLeaks(true); len(leaks) > 0 {
 		fmt.Fprintf(os.Stderr, "harness tests: left behind after the tests:\n\t%s\n", strings.Join(leaks, "\n\t"))
 		code = 1
 	}
@@ -58,6 +59,20 @@ func TestMain(m *testing.M) {
 		code = 1
 	}
 	os.Exit(code)
+}
+
+// settledLeaks is findLeaks once what is still going away has gone: a container's init exits
+// before its parent, the zygote, has reaped it, so for a moment it is a zombie in its own pid
+// namespace. What is still there after a few seconds is a leak.
+func settledLeaks(final bool) []string {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		leaks := findLeaks(final)
+		if len(leaks) == 0 || time.Now().After(deadline) {
+			return leaks
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // findLeaks lists what containers of this process left: processes in another pid namespace
@@ -115,7 +130,7 @@ func foreignProcesses() []string {
 		}
 		if descends(pid, me) {
 			cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-			out = append(out, fmt.Sprintf("process %d in %s: %s", pid, ns, bytes.ReplaceAll(bytes.TrimRight(cmd, "\x00"), []byte{0}, []byte{' '})))
+			out = append(out, fmt.Sprintf("process %d (state %s) in %s: %s", pid, procState(pid), ns, bytes.ReplaceAll(bytes.TrimRight(cmd, "\x00"), []byte{0}, []byte{' '})))
 		}
 	}
 	return out
@@ -134,6 +149,14 @@ func descends(pid, ancestor int) bool {
 		pid = ppid
 	}
 	return false
+}
+
+func procState(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:])); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
 
 func parentOf(pid int) (int, error) {

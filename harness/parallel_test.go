@@ -35,7 +35,7 @@ func TestParallelContainers(t *testing.T) {
 			})
 		}
 	})
-	if leaks := findLeaks(false); len(leaks) > 0 {
+	if leaks := settledLeaks(false); len(leaks) > 0 {
 		t.Errorf("left behind by %d containers:\n\t%s", n, strings.Join(leaks, "\n\t"))
 	}
 }
@@ -43,16 +43,16 @@ func TestParallelContainers(t *testing.T) {
 // TestFindLeaks checks the checker: it must see a running container's processes and an
 // overlay mounted on this test's directories, or the leak checks above prove nothing.
 func TestFindLeaks(t *testing.T) {
-	require.Empty(t, findLeaks(false), "leaks before the test")
+	require.Empty(t, settledLeaks(false), "leaks before the test")
 
 	sb := Container(t, fixtures.Busybox())
 	cmd := sb.Command("sleep", "60")
 	require.NoError(t, cmd.Start())
 	leaks := strings.Join(findLeaks(false), "\n")
-	assert.Contains(t, leaks, fmt.Sprintf("process %d in pid:", sb.Container().Pid()), "the container's init")
+	assert.Contains(t, leaks, fmt.Sprintf("process %d (state ", sb.Container().Pid()), "the container's init")
 	assert.Contains(t, leaks, ": sleep 60", "the container's command")
 	sb.Close()
-	assert.Empty(t, findLeaks(false), "after Close")
+	assert.Empty(t, settledLeaks(false), "after Close")
 
 	dir := filepath.Join(testRoot, "tmp", "isorun-leakcheck")
 	for _, d := range []string{"lower", "upper", "work", "merged"} {
@@ -66,5 +66,5 @@ func TestFindLeaks(t *testing.T) {
 	assert.Contains(t, leaks, "TMPDIR: "+dir)
 	require.NoError(t, overlay.Unmount(filepath.Join(dir, "merged")))
 	require.NoError(t, overlay.Remove(dir))
-	assert.Empty(t, findLeaks(false), "after unmounting")
+	assert.Empty(t, settledLeaks(false), "after unmounting")
 }
