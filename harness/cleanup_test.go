@@ -24,6 +24,7 @@ import (
 // after the harness's, that the container's processes are gone; the parent checks again after
 // the child has exited.
 func TestCleanupOnFailure(t *testing.T) {
+	needContainers(t)
 	tests := []struct {
 		mode string
 		want []string // in the child's output
@@ -110,6 +111,7 @@ func TestHelperChild(t *testing.T) {
 // TestKeep checks ISORUN_KEEP=1 and WithKeep: the upper layer and the command log stay on
 // disk, where the test log says.
 func TestKeep(t *testing.T) {
+	needContainers(t)
 	tests := []struct {
 		name string
 		env  string

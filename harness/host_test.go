@@ -16,6 +16,7 @@ import (
 // TestHostGit runs the host's own git over the host's root filesystem: the repository it makes
 // exists only in the container's upper layer, and the diff is exactly what git wrote.
 func TestHostGit(t *testing.T) {
+	needContainers(t)
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Skipf("no git on the host: %v", err)
 	}

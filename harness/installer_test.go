@@ -94,6 +94,7 @@ func buildInstaller(t *testing.T) string {
 }
 
 func TestInstaller(t *testing.T) {
+	needContainers(t)
 	bin := buildInstaller(t)
 	// The installer comes in by a read-only volume: neither the volume nor its mount point
 	// are part of the diff, so the diff is exactly what the installer did.
@@ -138,6 +139,7 @@ func TestInstaller(t *testing.T) {
 // same assertions, run against a fake T, on a container where the installer also leaves a
 // temporary file and writes the wrong config.
 func TestInstallerBug(t *testing.T) {
+	needContainers(t)
 	bin := buildInstaller(t)
 	var id string
 	f := runFake(func(ft *fakeT) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -211,4 +212,16 @@ func isOurs(mountinfoLine string) bool {
 		}
 	}
 	return false
+}
+
+// needContainers skips (or, with ISORUN_REQUIRE=1, fails) a test that needs containers where
+// they can't run, as Container does, for tests that must decide before their first Container:
+// those that check a fake T's record or a child's output, or build things first.
+func needContainers(t *testing.T) {
+	t.Helper()
+	if reason, fail := platformPolicy(runtime.GOOS, os.Geteuid(), os.Getenv("ISORUN_REQUIRE")); fail {
+		t.Fatal(reason)
+	} else if reason != "" {
+		t.Skip(reason)
+	}
 }

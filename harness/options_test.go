@@ -19,6 +19,7 @@ import (
 )
 
 func TestWithEnv(t *testing.T) {
+	needContainers(t)
 	t.Parallel()
 	sb := Container(t, fixtures.Busybox(), WithEnv("GREETING=hello world", "HOME=/srv", "GREETING=hi"))
 	assert.Equal(t, "hi|/srv|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
@@ -31,6 +32,7 @@ func TestWithEnv(t *testing.T) {
 }
 
 func TestWithHostname(t *testing.T) {
+	needContainers(t)
 	t.Parallel()
 	sb := Container(t, fixtures.Busybox(), WithHostname("web1"))
 	assert.Equal(t, "web1\n", sb.MustRun("hostname"))
@@ -39,6 +41,7 @@ func TestWithHostname(t *testing.T) {
 }
 
 func TestWithWorkdir(t *testing.T) {
+	needContainers(t)
 	t.Parallel()
 	sb := Container(t, fixtures.Busybox(), WithWorkdir("/etc"))
 	assert.Equal(t, "/etc\n", sb.MustRun("pwd"))
@@ -51,6 +54,7 @@ func TestWithWorkdir(t *testing.T) {
 }
 
 func TestWithUser(t *testing.T) {
+	needContainers(t)
 	t.Parallel()
 	tests := []struct {
 		user string
@@ -93,6 +97,7 @@ func TestWithUser(t *testing.T) {
 }
 
 func TestWithTimeout(t *testing.T) {
+	needContainers(t)
 	t.Parallel()
 	var r Result
 	var id string
@@ -117,6 +122,7 @@ func TestWithTimeout(t *testing.T) {
 }
 
 func TestWithPrivileged(t *testing.T) {
+	needContainers(t)
 	t.Parallel()
 	sb := Container(t, fixtures.Busybox())
 	r := sb.Run("mount", "-t", "tmpfs", "none", "/tmp")
@@ -130,6 +136,7 @@ func TestWithPrivileged(t *testing.T) {
 }
 
 func TestWithTmpfs(t *testing.T) {
+	needContainers(t)
 	t.Parallel()
 	sb := Container(t, fixtures.Busybox(), WithTmpfs("/run", "size=1m", "mode=1777"), WithTmpfs("/var/cache/app"))
 	sb.MustRun("sh", "-c", "echo x > /run/pid && echo y > /var/cache/app/z")
@@ -139,6 +146,7 @@ func TestWithTmpfs(t *testing.T) {
 }
 
 func TestWithVolume(t *testing.T) {
+	needContainers(t)
 	t.Parallel()
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "in"), []byte("from the host\n"), 0o644))
@@ -173,6 +181,7 @@ func TestWithVolume(t *testing.T) {
 }
 
 func TestCommand(t *testing.T) {
+	needContainers(t)
 	t.Parallel()
 	sb := Container(t, fixtures.Busybox())
 
@@ -209,6 +218,7 @@ func TestCommand(t *testing.T) {
 }
 
 func TestCommandContext(t *testing.T) {
+	needContainers(t)
 	t.Parallel()
 	sb := Container(t, fixtures.Busybox())
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
@@ -223,6 +233,7 @@ func TestCommandContext(t *testing.T) {
 }
 
 func TestRunResult(t *testing.T) {
+	needContainers(t)
 	t.Parallel()
 	sb := Container(t, fixtures.Busybox())
 	tests := []struct {
@@ -252,6 +263,7 @@ func TestRunResult(t *testing.T) {
 }
 
 func TestMustRunFailure(t *testing.T) {
+	needContainers(t)
 	t.Parallel()
 	var id string
 	after := false
@@ -266,6 +278,7 @@ func TestMustRunFailure(t *testing.T) {
 }
 
 func TestReadWriteFile(t *testing.T) {
+	needContainers(t)
 	t.Parallel()
 	img := fixtures.With(fixtures.Busybox(),
 		fixtures.File("/etc/app.conf", "port=8080\n"),
@@ -311,6 +324,7 @@ func TestReadWriteFile(t *testing.T) {
 }
 
 func TestCommit(t *testing.T) {
+	needContainers(t)
 	t.Parallel()
 	sb := Container(t, fixtures.Busybox())
 	sb.MustRun("sh", "-c", "echo v1 > /greeting && rm /bin/ls && mkdir -p /var/lib/app")
@@ -331,6 +345,7 @@ func TestCommit(t *testing.T) {
 }
 
 func TestWriteLayer(t *testing.T) {
+	needContainers(t)
 	t.Parallel()
 	sb := Container(t, fixtures.Busybox())
 	sb.MustRun("sh", "-c", "echo hi > /greeting && rm /bin/ls && mkdir /srv && echo x > /srv/x")
@@ -351,6 +366,7 @@ func TestWriteLayer(t *testing.T) {
 }
 
 func TestClose(t *testing.T) {
+	needContainers(t)
 	t.Parallel()
 	sb := Container(t, fixtures.Busybox())
 	sb.MustRun("sh", "-c", "echo hi > /greeting")
@@ -363,6 +379,7 @@ func TestClose(t *testing.T) {
 }
 
 func TestFileAssertions(t *testing.T) {
+	needContainers(t)
 	t.Parallel()
 	img := fixtures.With(fixtures.Busybox(),
 		fixtures.File("/etc/app.conf", "a\nb\nc\n"),
@@ -426,6 +443,7 @@ func (badImage) Ref() string                          { return "bad.tar" }
 func (badImage) Resolve() (*fixtures.Resolved, error) { return nil, errors.New("not a tar archive") }
 
 func TestContainerErrors(t *testing.T) {
+	needContainers(t)
 	t.Parallel()
 	tests := []struct {
 		name    string

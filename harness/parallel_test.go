@@ -18,6 +18,7 @@ import (
 // same places, and checks that none sees another's changes and that nothing is left once they
 // are done: no container process, no overlay mount, no state directory.
 func TestParallelContainers(t *testing.T) {
+	needContainers(t)
 	const n = 30
 	// The subtests run in parallel with each other but not with the rest of the package (this
 	// test is not parallel), so after the group nothing else can hold a container.
@@ -43,6 +44,7 @@ func TestParallelContainers(t *testing.T) {
 // TestFindLeaks checks the checker: it must see a running container's processes and an
 // overlay mounted on this test's directories, or the leak checks above prove nothing.
 func TestFindLeaks(t *testing.T) {
+	needContainers(t)
 	require.Empty(t, settledLeaks(false), "leaks before the test")
 
 	sb := Container(t, fixtures.Busybox())
