@@ -27,6 +27,9 @@ type Config struct {
 	Env []string
 	// Dir is the default working directory of commands ("/" when empty).
 	Dir string
+
+	// initMode overrides ISORUN_INIT for this container (see initMode); tests only.
+	initMode string
 }
 
 // Mount is a volume or a tmpfs inside the container.

@@ -109,7 +109,8 @@ func newID() string {
 // spawn creates the init: forked by the zygote when this binary has the C init, else by exec'ing
 // this binary (the Go init in init_linux.go takes over before main).
 func (c *Container) spawn(ctx context.Context, ctrl *os.File) error {
-	if useZygote() {
+	mode := initMode(&c.cfg)
+	if mode == modeZygote {
 		z, err := getZygote()
 		if err != nil {
 			return err
@@ -140,26 +141,26 @@ func (c *Container) spawn(ctx context.Context, ctrl *os.File) error {
 			return fmt.Errorf("isolate: start container %s: %w", c.id, ctx.Err())
 		}
 	}
-	return c.spawnExec(ctrl)
+	return c.spawnExec(ctrl, mode)
 }
 
 // spawnExec runs the init as a fresh exec of this binary, from a goroutine locked to its thread
 // for the init's whole life so that Pdeathsig means "the parent process died".
-func (c *Container) spawnExec(ctrl *os.File) error {
+func (c *Container) spawnExec(ctrl *os.File, mode string) error {
 	null, err := devNull()
 	if err != nil {
 		return fmt.Errorf("isolate: start container %s: %w", c.id, err)
 	}
-	mode := "go"
-	if haveCInit && os.Getenv("ISORUN_INIT") != "go" {
-		mode = "c"
+	which := "go"
+	if mode != modeGo {
+		which = "c"
 	}
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		pid, err := syscall.ForkExec("/proc/self/exe", []string{"isorun-init"}, &syscall.ProcAttr{
-			Env:   []string{"_ISORUN_INIT=" + mode + ":3"},
+			Env:   []string{"_ISORUN_INIT=" + which + ":3"},
 			Files: []uintptr{null.Fd(), null.Fd(), null.Fd(), ctrl.Fd()},
 			Sys:   &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL, Cloneflags: namespaces},
 		})
