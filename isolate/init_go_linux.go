@@ -37,6 +37,14 @@ func init() {
 	if err != nil {
 		os.Exit(1)
 	}
+	// Commands must inherit neither the control socket nor the descriptors the parent process
+	// leaked to us without close-on-exec (ForkExec passes every such one along): a command could
+	// read the parent's requests, or use a host directory to leave the container's root. Marking
+	// them close-on-exec is safe here, where the runtime's own descriptors are close-on-exec
+	// already.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		os.Exit(1)
+	}
 	goInit(n)
 }
 

@@ -989,12 +989,10 @@ static void __attribute__((noreturn)) zygote_main(int sock) {
 		}
 		if (!use_clone3) pid = syscall(SYS_clone, (unsigned long)(flags | SIGCHLD), 0, 0, 0, 0);
 		if (pid == 0) {
-			// The container's init. Keep nothing of ours but the control socket, as fd 3.
-			if (child_ctrl != 3) {
-				if (dup3(child_ctrl, 3, 0) < 0) _exit(1);
-			} else {
-				fcntl(3, F_SETFD, 0);
-			}
+			// The container's init. Keep nothing of ours but the control socket, as fd 3, and
+			// keep it close-on-exec: a command that inherited it could read the parent's requests
+			// or forge the init's replies.
+			if (child_ctrl != 3 && dup3(child_ctrl, 3, O_CLOEXEC) < 0) _exit(1);
 			syscall(SYS_close_range, 4, ~0U, 0);
 			sigprocmask(SIG_UNBLOCK, &chld, NULL);
 			prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
@@ -1042,9 +1040,14 @@ __attribute__((constructor)) static void isorun_init_ctor(int argc, char **argv)
 	if (i && i[0] == 'c' && i[1] == ':') {
 		ctrl = atoi(i + 2);
 		if (ctrl != 3) {
-			if (dup3(ctrl, 3, 0) < 0) _exit(1);
+			if (dup3(ctrl, 3, O_CLOEXEC) < 0) _exit(1);
 			ctrl = 3;
 		}
+		// Commands must inherit neither the control socket nor whatever descriptors the parent
+		// process leaked to us without close-on-exec (a pipe of its own parent, a host directory
+		// that would lead out of the container's root).
+		if (fcntl(3, F_SETFD, FD_CLOEXEC) < 0) _exit(1);
+		syscall(SYS_close_range, 4, ~0U, 0);
 		name_init();
 		init_main();
 	}
