@@ -147,7 +147,11 @@ func (cmd *Cmd) Start() error {
 		return cmd.startError(ev)
 	default:
 		cmd.abandon()
-		return c.Err()
+		if err := c.Err(); err != nil {
+			return err
+		}
+		// Never a nil error for a command that Wait cannot wait for.
+		return fmt.Errorf("isolate: exec %q: the init answered %q before %q", cmd.Args[0], ev.verb, "started")
 	}
 	cmd.copied = make(chan error, len(cmd.copies))
 	for _, f := range cmd.copies {

@@ -698,17 +698,20 @@ func (s *goInitState) exec(t *tokens, fds []int, dropped *bool) {
 		attr.Sys.Setctty = true
 		attr.Sys.Ctty = 0
 	}
+	// "started" must reach the parent before the command's "exit", which the reaper sends once it
+	// holds s.mu: so register and announce the command under s.mu. (A command that exits at once
+	// would otherwise be reported exited before started, and the parent's Wait would wait forever.)
 	s.mu.Lock()
 	pid, err := syscall.ForkExec(prog, argv, attr)
 	if err == nil {
 		s.jobs[pid] = id
+		s.reply(new(message).strs("started", id).num(int64(pid)))
 	}
 	s.mu.Unlock()
 	if err != nil {
 		failed(stageExec, err, prog)
 		return
 	}
-	s.reply(new(message).strs("started", id).num(int64(pid)))
 }
 
 // lookPath finds name as execvp would over the command's PATH (not ours).
