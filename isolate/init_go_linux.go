@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"github.com/isorun/isorun/overlay"
 	"golang.org/x/sys/unix"
@@ -709,9 +710,43 @@ func (s *goInitState) exec(t *tokens, fds []int, dropped *bool) {
 	}
 	s.mu.Unlock()
 	if err != nil {
+		// ForkExec's child changes credentials, then chdirs, then execs, and reports only an
+		// errno: tell a directory the user may not enter from a program it may not run.
+		if cerr := canEnter(dir, uint32(uid), uint32(gid), groups); cerr != nil {
+			failed(stageChdir, cerr, dir)
+			return
+		}
 		failed(stageExec, err, prog)
-		return
 	}
+}
+
+// canEnter says whether uid/gid/groups may chdir into dir. It checks on a thread of its own whose
+// credentials it changes (raw syscalls change only the calling thread), and which the runtime
+// then discards because the goroutine exits locked to it.
+func canEnter(dir string, uid, gid uint32, groups []uint32) error {
+	res := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		var gp unsafe.Pointer
+		if len(groups) > 0 {
+			gp = unsafe.Pointer(&groups[0])
+		}
+		if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(groups)), uintptr(gp), 0); e != 0 {
+			res <- e
+			return
+		}
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(gid), uintptr(gid), uintptr(gid)); e != 0 {
+			res <- e
+			return
+		}
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
+			res <- e
+			return
+		}
+		// access(2) checks with the real ids, which are now the command's.
+		res <- unix.Access(dir, unix.X_OK)
+	}()
+	return <-res
 }
 
 // lookPath finds name as execvp would over the command's PATH (not ours).

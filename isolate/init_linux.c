@@ -694,12 +694,6 @@ static int spawn_child(void *arg) {
 		s->err = errno;
 		_exit(127);
 	}
-	if (s->dir && *s->dir && chdir(s->dir) < 0) {
-		s->stage = ST_CHDIR;
-		s->err = errno;
-		snprintf(s->failed, sizeof s->failed, "%s", s->dir);
-		_exit(127);
-	}
 	if (!(s->flags & EXEC_PRIVILEGED)) {
 		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) goto caps;
 		for (int c = 0; c <= last_cap; c++)
@@ -709,6 +703,14 @@ static int spawn_child(void *arg) {
 	    setresuid(s->uid, s->uid, s->uid) < 0) {
 		s->stage = ST_CREDS;
 		s->err = errno;
+		_exit(127);
+	}
+	// As the user, as os/exec and runc do: a directory the user may not enter is an error, not a
+	// place root quietly puts them.
+	if (s->dir && *s->dir && chdir(s->dir) < 0) {
+		s->stage = ST_CHDIR;
+		s->err = errno;
+		snprintf(s->failed, sizeof s->failed, "%s", s->dir);
 		_exit(127);
 	}
 	if (!(s->flags & EXEC_PRIVILEGED) && s->uid == 0) {
