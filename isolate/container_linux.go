@@ -530,3 +530,15 @@ func (c *Container) send(m *message) error {
 	_, _, err := c.conn.WriteMsgUnix(m.b, oob, nil)
 	return err
 }
+
+// openat2Retry is openat2 that retries EAGAIN: with RESOLVE_IN_ROOT a ".." in the path (an image
+// symlink like "../../tmp") fails so whenever a rename or mount anywhere on the system raced the
+// lookup, which on a busy host is often; openat2(2) says to retry.
+func openat2Retry(dirfd int, p string, how *unix.OpenHow) (int, error) {
+	for tries := 0; ; tries++ {
+		fd, err := unix.Openat2(dirfd, p, how)
+		if err != unix.EAGAIN || tries == 1000 {
+			return fd, err
+		}
+	}
+}

@@ -340,7 +340,7 @@ func makeFS(typ, opts string, attrs int) (int, error) {
 }
 
 func (s *goInitState) openInRoot(p string, flags uint64) (int, error) {
-	return unix.Openat2(int(s.root.Fd()), p, &unix.OpenHow{Flags: flags | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
+	return openat2Retry(int(s.root.Fd()), p, &unix.OpenHow{Flags: flags | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
 }
 
 // target opens a mount point inside the container's root, creating what is missing; see

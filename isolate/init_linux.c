@@ -120,9 +120,15 @@ static int move_mount_(int from, const char *fp, int to, const char *tp, unsigne
 	return syscall(SYS_move_mount, from, fp, to, tp, flags);
 }
 static int open_tree_(int dfd, const char *path, unsigned flags) { return syscall(SYS_open_tree, dfd, path, flags); }
+// openat2_ retries EAGAIN: with RESOLVE_IN_ROOT, a ".." in the path (an image symlink like
+// "../../tmp") fails so whenever a rename or mount anywhere on the system raced the lookup, which
+// on a busy host (other tests mounting) is often. openat2(2) says to retry.
 static int openat2_(int dfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
 	struct open_how_ how = {flags, mode, resolve};
-	return syscall(SYS_openat2, dfd, path, &how, sizeof how);
+	int fd, tries = 0;
+	do fd = syscall(SYS_openat2, dfd, path, &how, sizeof how);
+	while (fd < 0 && errno == EAGAIN && ++tries < 1000);
+	return fd;
 }
 
 // ---- messages -------------------------------------------------------------------------------------
