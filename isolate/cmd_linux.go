@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,7 +23,8 @@ type Cmd struct {
 	// Args holds the command line, Args[0] the command: a path inside the container, or a name
 	// looked up in the PATH of Env.
 	Args []string
-	// Env is the command's environment; nil means the container's default (Config.Env).
+	// Env is the command's environment; nil means the container's default (Config.Env). PATH
+	// and HOME are added when missing.
 	Env []string
 	// Dir is the working directory inside the container; empty means Config.Dir, then "/".
 	Dir string
@@ -188,18 +190,59 @@ func (cmd *Cmd) startError(ev event) error {
 	return e
 }
 
-// environ is the command's environment, with a PATH always.
+// environ is the command's environment, with a PATH and a HOME always (as a login would set
+// HOME: the user's home in the image's /etc/passwd, "/root" for root, else "/").
 func (cmd *Cmd) environ() []string {
 	env := cmd.Env
 	if env == nil {
 		env = cmd.c.cfg.Env
 	}
+	hasPath, hasHome := false, false
 	for _, kv := range env {
-		if strings.HasPrefix(kv, "PATH=") {
-			return env
+		hasPath = hasPath || strings.HasPrefix(kv, "PATH=")
+		hasHome = hasHome || strings.HasPrefix(kv, "HOME=")
+	}
+	env = env[:len(env):len(env)]
+	if !hasPath {
+		env = append(env, "PATH="+DefaultPath)
+	}
+	if !hasHome {
+		env = append(env, "HOME="+cmd.c.home(cmd.UID))
+	}
+	return env
+}
+
+// home is uid's home directory in the container's /etc/passwd, read through the container's
+// root so that the image's symlinks resolve inside it.
+func (c *Container) home(uid uint32) string {
+	if uid == 0 {
+		return "/root"
+	}
+	if c.root == nil {
+		return "/"
+	}
+	fd, err := openat2Retry(int(c.root.Fd()), "etc/passwd", &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return "/"
+	}
+	f := os.NewFile(uintptr(fd), "/etc/passwd")
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return "/"
+	}
+	want := strconv.FormatUint(uint64(uid), 10)
+	for _, line := range strings.Split(string(b), "\n") {
+		// name:password:uid:gid:gecos:home:shell
+		f := strings.Split(line, ":")
+		if len(f) >= 7 && f[2] == want && path.IsAbs(f[5]) {
+			return f[5]
 		}
 	}
-	return append(env[:len(env):len(env)], "PATH="+DefaultPath)
+	return "/"
 }
 
 // stdio prepares the fds passed to the init: files directly, pipes for other readers and writers.

@@ -22,8 +22,8 @@ type Config struct {
 	Mounts []Mount
 	// Privileged keeps every capability for commands, and does not set no_new_privs.
 	Privileged bool
-	// Env is the default environment of commands (a command's own Env replaces it). A PATH is
-	// added when missing.
+	// Env is the default environment of commands (a command's own Env replaces it). PATH and
+	// HOME (the user's, from the image's /etc/passwd) are added when missing.
 	Env []string
 	// Dir is the default working directory of commands ("/" when empty).
 	Dir string
