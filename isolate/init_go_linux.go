@@ -378,12 +378,18 @@ func (s *goInitState) target(p string, file bool) (int, error) {
 		} else {
 			err = unix.Mkdirat(dir, part, 0o755)
 		}
+		if err == nil {
+			// Where it really is: the image's symlinks may have led elsewhere than cur (see
+			// note_created in init_linux.c).
+			real := cur
+			if d, lerr := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", dir)); lerr == nil && path.IsAbs(d) {
+				real = path.Join(d, part)
+			}
+			s.created = append(s.created, real)
+		}
 		unix.Close(dir)
 		if err != nil && err != unix.EEXIST {
 			return -1, err
-		}
-		if err == nil {
-			s.created = append(s.created, cur)
 		}
 	}
 	return s.openInRoot(p, unix.O_PATH)
@@ -396,6 +402,11 @@ func (s *goInitState) attach(m int, dst string, file bool, what string) error {
 		return fail("open mount point "+dst, err)
 	}
 	defer unix.Close(t)
+	// See attach in init_linux.c: a symlink can lead a target to the root itself.
+	var ts, rs unix.Stat_t
+	if unix.Fstat(t, &ts) == nil && unix.Fstat(int(s.root.Fd()), &rs) == nil && ts.Dev == rs.Dev && ts.Ino == rs.Ino {
+		return &initError{step: "mount " + what + " on " + dst, err: unix.EINVAL, detail: "the mount point resolves to the container's root"}
+	}
 	if err := unix.MoveMount(m, "", t, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
 		return fail("mount "+what+" on "+dst, err)
 	}

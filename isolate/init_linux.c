@@ -282,6 +282,24 @@ static int make_fs(const char *type, const char *opts, unsigned attrs, const cha
 	return m;
 }
 
+// note_created reports a mount point the setup made, name in dir, by the path where it really is:
+// the image's symlinks may have led elsewhere than the path asked for (/link/x made /x), and the
+// parent leaves these paths out of the container's diff. The overlay is stacked on our "/", so
+// the kernel's name for dir is its path in the container.
+static void note_created(int dir, const char *name, const char *asked) {
+	if (!created) return;
+	char fdpath[64], real[PATH_MAX], full[PATH_MAX];
+	snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", dir);
+	ssize_t n = readlink(fdpath, real, sizeof real - 1);
+	if (n <= 0 || real[0] != '/') {
+		put(created, asked);
+		return;
+	}
+	real[n] = 0;
+	snprintf(full, sizeof full, "%s/%s", strcmp(real, "/") ? real : "", name);
+	put(created, full);
+}
+
 // open_target opens the mount point path (absolute inside the container) for move_mount,
 // resolving every component inside the container's root so that a symlink in the image cannot
 // point the mount at the host, and creating what is missing (directories, or an empty file for
@@ -317,9 +335,9 @@ static int open_target(const char *path, int file) {
 				r = mkdirat(dir, slash + 1, 0755);
 			}
 			int err = errno;
+			if (r >= 0) note_created(dir, slash + 1, p);
 			close(dir);
 			if (r < 0 && err != EEXIST) fail(step("create mount point %s", p, NULL), err, NULL);
-			if (r >= 0 && created) put(created, p);
 		} else {
 			fail(step("open mount point %s", p, NULL), errno, NULL);
 		}
@@ -332,6 +350,11 @@ static int open_target(const char *path, int file) {
 
 static void attach(int mnt, const char *target, int file, const char *what) {
 	int t = open_target(target, file);
+	// An image symlink can lead a target to the root itself ("/link" -> "/../.."); a mount there
+	// would sit under the pivot and never be seen. Say so rather than drop it silently.
+	struct stat ts, rs;
+	if (fstat(t, &ts) == 0 && fstat(rootfd, &rs) == 0 && ts.st_dev == rs.st_dev && ts.st_ino == rs.st_ino)
+		fail(step("mount %s on %s", what, target), EINVAL, "the mount point resolves to the container's root");
 	if (move_mount_(mnt, "", t, "", MOVE_MOUNT_F_EMPTY_PATH_ | MOVE_MOUNT_T_EMPTY_PATH_) < 0)
 		fail(step("mount %s on %s", what, target), errno, NULL);
 	close(t);
