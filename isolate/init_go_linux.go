@@ -82,7 +82,8 @@ func goInit(ctrl int) {
 		errno := syscall.EIO
 		errors.As(ie.err, &errno)
 		detail := ie.detail
-		if detail == "" && !errors.Is(ie.err, errno) {
+		if _, bare := ie.err.(syscall.Errno); detail == "" && !bare {
+			// The errno alone would lose what the wrapping says (which option, which path).
 			detail = ie.err.Error()
 		}
 		s.reply(new(message).strs("err", ie.step).num(int64(errno)).str(detail))
@@ -203,7 +204,14 @@ func (s *goInitState) op(op string, t *tokens) error {
 		}
 		cfg := overlay.Config{}
 		for i := int64(0); i < n; i++ {
-			cfg.Lowers = append(cfg.Lowers, arg())
+			l := arg()
+			// See op_overlay in init_linux.c: name a missing lower or a file.
+			d, err := unix.Open(l, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return fail("open lower "+l, err)
+			}
+			unix.Close(d)
+			cfg.Lowers = append(cfg.Lowers, l)
 		}
 		cfg.Upper, cfg.Work = arg(), arg()
 		opts := arg()

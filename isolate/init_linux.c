@@ -438,6 +438,14 @@ static void op_overlay(struct msg *m) {
 	for (long i = 0; i < n; i++) lowers[i] = tok(m);
 	const char *upper = tok(m), *work = tok(m), *opts = tok(m);
 	if (!opts) fail("overlay", EINVAL, "short message");
+	// A missing lower, or a file, is the caller's mistake: name it, rather than leave the kernel's
+	// EINVAL for the whole mount (which also sends us to the fallback below, whose message names
+	// descriptors, not paths).
+	for (long i = 0; i < n; i++) {
+		int d = open(lowers[i], O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (d < 0) fail(step("open lower %s", lowers[i], NULL), errno, NULL);
+		close(d);
+	}
 	char up[64], wk[64];
 	if (!*upper) {
 		if (scratchfd < 0) fail("overlay", EINVAL, "no upper and no scratch");
