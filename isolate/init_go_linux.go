@@ -46,6 +46,9 @@ func init() {
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		os.Exit(1)
 	}
+	// What ps and /proc/1/comm show for pid 1, as the C init names itself (else "exe", from
+	// /proc/self/exe). Package init runs on the main thread, whose name is the process's.
+	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("isorun-init\x00")[0])), 0, 0, 0)
 	goInit(n)
 }
 
