@@ -41,6 +41,8 @@ type Container struct {
 	scratch *os.File // the tmpfs holding upper/ and work/ (nil with Config.Upper)
 	created []string // mount points the setup created in the overlay
 
+	madeSources []string // volume directories Start created on the host, deepest first
+
 	wmu     sync.Mutex // one datagram at a time
 	mu      sync.Mutex
 	jobs    map[string]*Cmd
@@ -53,7 +55,7 @@ type Container struct {
 
 // Start starts a container and returns when it is ready to run commands. ctx bounds the start
 // only. Setup errors name the step: "isolate: pivot_root: invalid argument".
-func Start(ctx context.Context, cfg Config) (*Container, error) {
+func Start(ctx context.Context, cfg Config) (_ *Container, err error) {
 	if len(cfg.Lowers) == 0 {
 		return nil, errors.New("isolate: start container: no image layers (Config.Lowers is empty)")
 	}
@@ -61,6 +63,14 @@ func Start(ctx context.Context, cfg Config) (*Container, error) {
 		return nil, errors.New("isolate: start container: Config.Upper and Config.Work go together")
 	}
 	c := &Container{id: newID(), cfg: cfg, pidfd: -1, jobs: map[string]*Cmd{}, done: make(chan struct{}), reaped: make(chan struct{})}
+	// A failed start leaves no trace, not even the volume directories it made on the host.
+	defer func() {
+		if err != nil {
+			for _, d := range c.madeSources {
+				os.Remove(d) // empty: nothing ran in the container
+			}
+		}
+	}()
 	setup, err := c.setupMessage()
 	if err != nil {
 		return nil, err
@@ -299,7 +309,8 @@ func (c *Container) setupMessage() ([]byte, error) {
 			if mt.ReadOnly {
 				flags += "r"
 			}
-			src, file, err := prepareSource(mt.Source)
+			src, file, made, err := prepareSource(mt.Source)
+			c.madeSources = append(made, c.madeSources...)
 			if err != nil {
 				return nil, err
 			}
@@ -355,26 +366,32 @@ func orderMounts(ms []Mount) ([]Mount, error) {
 }
 
 // prepareSource checks a bind mount's host side, creating a missing directory, and says whether
-// it is a file.
-func prepareSource(src string) (string, bool, error) {
+// it is a file. made lists the directories it created, deepest first.
+func prepareSource(src string) (_ string, file bool, made []string, _ error) {
 	if !path.IsAbs(src) {
 		abs, err := absPath(src)
 		if err != nil {
-			return "", false, fmt.Errorf("isolate: volume source %q: %w", src, err)
+			return "", false, nil, fmt.Errorf("isolate: volume source %q: %w", src, err)
 		}
 		src = abs
 	}
 	st, err := os.Stat(src)
 	if errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll(src, 0o755); err != nil {
-			return "", false, fmt.Errorf("isolate: create volume source: %w", err)
+		for d := path.Clean(src); d != "/"; d = path.Dir(d) {
+			if _, err := os.Lstat(d); err == nil {
+				break
+			}
+			made = append(made, d)
 		}
-		return src, false, nil
+		if err := os.MkdirAll(src, 0o755); err != nil {
+			return "", false, made, fmt.Errorf("isolate: create volume source: %w", err)
+		}
+		return src, false, made, nil
 	}
 	if err != nil {
-		return "", false, fmt.Errorf("isolate: volume source: %w", err)
+		return "", false, nil, fmt.Errorf("isolate: volume source: %w", err)
 	}
-	return src, !st.IsDir(), nil
+	return src, !st.IsDir(), nil, nil
 }
 
 func absPath(p string) (string, error) {
