@@ -60,7 +60,7 @@ func ServeIfInit() {}
 type goInitState struct {
 	ctrl    int
 	root    *os.File
-	scratch *overlay.Scratch
+	scratch *os.File // the tmpfs holding upper/ and work/
 	created []string
 	pivoted bool
 
@@ -157,7 +157,7 @@ func (s *goInitState) setup() error {
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	m := new(message).str("ok").strs(s.created...)
 	if s.scratch != nil {
-		m.fds = append(m.fds, int(s.scratch.Root().Fd()))
+		m.fds = append(m.fds, int(s.scratch.Fd()))
 	}
 	m.fds = append(m.fds, int(s.root.Fd()))
 	if err := s.reply(m); err != nil {
@@ -194,12 +194,19 @@ func (s *goInitState) op(op string, t *tokens) error {
 			return fail("sethostname", err)
 		}
 	case "scratch":
-		arg() // options: the Go init keeps overlay's defaults
-		sc, err := overlay.NewScratch()
+		// A detached tmpfs, as overlay.NewScratch makes, but with the parent's options
+		// (mode=0755 and Config.ScratchSize), as op_scratch in init_linux.c.
+		opts := arg()
+		fd, err := makeFS("tmpfs", opts, 0)
 		if err != nil {
 			return fail("create the upper layer", err)
 		}
-		s.scratch = sc
+		s.scratch = os.NewFile(uintptr(fd), "scratch")
+		for _, d := range []string{"upper", "work"} {
+			if err := unix.Mkdirat(fd, d, 0o755); err != nil {
+				return fail("create upper and work", err)
+			}
+		}
 	case "overlay":
 		n, err := t.int()
 		if err != nil || n < 1 {
@@ -223,7 +230,8 @@ func (s *goInitState) op(op string, t *tokens) error {
 			if s.scratch == nil {
 				return fail("overlay", syscall.EPROTO)
 			}
-			cfg.Upper, cfg.Work = s.scratch.Upper(), s.scratch.Work()
+			cfg.Upper = fmt.Sprintf("/proc/self/fd/%d/upper", s.scratch.Fd())
+			cfg.Work = fmt.Sprintf("/proc/self/fd/%d/work", s.scratch.Fd())
 		}
 		root, err := overlay.Open(cfg)
 		if err != nil {
