@@ -33,7 +33,7 @@ func TestCleanupOnFailure(t *testing.T) {
 		{"fatal", []string{"helper_test: deliberate t.Fatal", "--- FAIL: TestHelperChild"}},
 		{"mustrun", []string{"harness: container", "false: exit code 1", "--- FAIL: TestHelperChild"}},
 		{"panic", []string{"panic: helper_test: deliberate panic"}},
-		{"timeout", []string{"killed after WithTimeout(200ms)", "--- FAIL: TestHelperChild"}},
+		{"timeout", []string{"killed after WithTimeout(1s)", "--- FAIL: TestHelperChild"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.mode, func(t *testing.T) {
@@ -84,7 +84,7 @@ func TestHelperChild(t *testing.T) {
 	})
 	var opts []Option
 	if mode == "timeout" {
-		opts = append(opts, WithTimeout(200*time.Millisecond))
+		opts = append(opts, WithTimeout(time.Second))
 	}
 	sb := Container(t, fixtures.Busybox(), opts...)
 	pid = sb.Container().Pid()

@@ -726,6 +726,11 @@ func (s *goInitState) exec(t *tokens, fds []int, dropped *bool) {
 		Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups},
 	}}
 	if flags&execTTY != 0 {
+		// ForkExec would report a stdin that is no terminal as a failed exec: check first.
+		if _, err := unix.IoctlGetTermios(int(files[0]), unix.TCGETS); err != nil {
+			failed(stageTTY, err, "")
+			return
+		}
 		attr.Sys.Setctty = true
 		attr.Sys.Ctty = 0
 	}
