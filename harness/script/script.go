@@ -28,12 +28,27 @@ import (
 // Params returns testscript parameters that run the scripts in dir (*.txtar, *.txt) with the
 // container commands and conditions. Change the fields as with any testscript.Params; to add
 // commands, add them to its Cmds.
+//
+// Its Setup passes this process's ISORUN_* variables (ISORUN_CACHE, ISORUN_KEEP, ...) into the
+// scripts' environment, which testscript otherwise starts empty, so that a program the script
+// runs with exec (isorun itself, say) uses the same image cache as the container commands.
 func Params(dir string) testscript.Params {
 	return testscript.Params{
 		Dir:       dir,
 		Cmds:      Commands(),
 		Condition: Condition,
+		Setup:     Setup,
 	}
+}
+
+// Setup is Params' Setup: it passes the ISORUN_* environment variables on to the script.
+func Setup(env *testscript.Env) error {
+	for _, kv := range os.Environ() {
+		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "ISORUN_") {
+			env.Setenv(k, v)
+		}
+	}
+	return nil
 }
 
 // Commands returns the container commands, for testscript.Params.Cmds.
