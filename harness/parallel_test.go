@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -50,9 +51,14 @@ func TestFindLeaks(t *testing.T) {
 	sb := Container(t, fixtures.Busybox())
 	cmd := sb.Command("sleep", "60")
 	require.NoError(t, cmd.Start())
-	leaks := strings.Join(findLeaks(false), "\n")
+	// Start returns once exec has succeeded, but the kernel sets the new command line a
+	// moment later.
+	var leaks string
+	assert.Eventually(t, func() bool {
+		leaks = strings.Join(findLeaks(false), "\n")
+		return strings.Contains(leaks, ": sleep 60")
+	}, 5*time.Second, 10*time.Millisecond, "the container's command")
 	assert.Contains(t, leaks, fmt.Sprintf("process %d (state ", sb.Container().Pid()), "the container's init")
-	assert.Contains(t, leaks, ": sleep 60", "the container's command")
 	sb.Close()
 	assert.Empty(t, settledLeaks(false), "after Close")
 
