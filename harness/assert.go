@@ -177,6 +177,10 @@ func parseWant(want []string) ([]wantChange, []string) {
 			}
 			return where
 		})
+		// testify's habit of a message after the values lands here: say so.
+		if i == len(want)-1 && i > 0 && len(ws) == 0 && len(ps) == 1 && !strings.Contains(strings.TrimSpace(block), "\n") {
+			ps[0] += "; a message? diff assertions take none, only changes"
+		}
 		out = append(out, ws...)
 		problems = append(problems, ps...)
 	}

@@ -3,6 +3,7 @@ package harness
 import (
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -251,6 +252,11 @@ func TestDiffAssertions(t *testing.T) {
 			},
 		},
 		{
+			name:    "a testify-style message is pointed out",
+			check:   func(t testing.TB) bool { return AssertDiff(t, nil, "A /x", "the installer wrote its file") },
+			wantMsg: []string{`want[1]: "the installer wrote its file" is not a diff line (want "A /path", "C /path" or "D /path"); a message? diff assertions take none, only changes`},
+		},
+		{
 			name:    "bad globs are reported",
 			check:   func(t testing.TB) bool { return Ignoring("tmp", "/[").AssertDiff(t, nil) },
 			wantMsg: []string{`ignore glob "tmp": not an absolute path`, `ignore glob "/[": syntax error in pattern`},
@@ -395,6 +401,15 @@ func TestGolden(t *testing.T) {
 		b, err := os.ReadFile(filepath.Join("testdata", "install.diff"))
 		require.NoError(t, err)
 		assert.Equal(t, diff.String(), string(b))
+	})
+
+	t.Run("-update parses on the command line", func(t *testing.T) {
+		exe, err := os.Executable() // os.Args[0] may be relative, and this test changed directory
+		require.NoError(t, err)
+		cmd := exec.Command(exe, "-test.run=^TestPlatformPolicy$", "-update")
+		cmd.Env = append(os.Environ(), helperEnv+"=flag")
+		out, err := cmd.CombinedOutput()
+		assert.NoError(t, err, "%s", out)
 	})
 
 	t.Run("match", func(t *testing.T) {

@@ -38,7 +38,9 @@ func TestCleanupOnFailure(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.mode, func(t *testing.T) {
 			t.Parallel()
-			cmd := exec.Command(os.Args[0], "-test.run=^TestHelperChild$", "-test.v", "-test.count=1")
+			exe, err := os.Executable()
+			require.NoError(t, err)
+			cmd := exec.Command(exe, "-test.run=^TestHelperChild$", "-test.v", "-test.count=1")
 			cmd.Env = append(os.Environ(), helperEnv+"="+tt.mode)
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
