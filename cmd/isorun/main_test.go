@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,7 +115,8 @@ func TestJSON(t *testing.T) {
 }
 
 // TestInteractiveTTY types into `isorun run -i -t ... sh` through a pty, as a person at a
-// terminal would, and sees the diff after the session.
+// terminal would: the container's terminal has the local window size and follows a resize,
+// and the diff comes after the session.
 func TestInteractiveTTY(t *testing.T) {
 	skipUnlessContainers(t)
 	cmd := isorunCmd(t, "run", "-i", "-t", "--image", "busybox", "--diff", "--", "sh")
@@ -123,23 +125,35 @@ func TestInteractiveTTY(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ptmx.Close()
-	var out bytes.Buffer
+	out := &lockedBuffer{}
 	copied := make(chan struct{})
 	go func() {
-		io.Copy(&out, ptmx) // ends with EIO once isorun exits
+		io.Copy(out, ptmx) // ends with EIO once isorun exits
 		close(copied)
 	}()
-	// The window size reached the container's terminal; then the session.
-	io.WriteString(ptmx, "stty size; [ -t 0 ] && [ -t 1 ] && echo on-a-tty; echo hi > /x; exit\r")
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	defer cmd.Process.Kill()
+
+	io.WriteString(ptmx, "[ -t 0 ] && [ -t 1 ] && echo on-a-tty; stty size\r")
+	out.waitFor(t, "\n40 132\r\n")
+	// A resize of the local terminal (SIGWINCH to isorun) reaches the container's.
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 50, Cols: 100}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "\n50 100\r\n") && time.Now().Before(deadline) {
+		io.WriteString(ptmx, "stty size\r")
+		time.Sleep(100 * time.Millisecond)
+	}
+	out.waitFor(t, "\n50 100\r\n")
+	io.WriteString(ptmx, "echo hi > /x; exit\r")
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatalf("isorun: %v\n%s", err, out.String())
 		}
 	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
 		t.Fatalf("the session did not end\n%s", out.String())
 	}
 	select {
@@ -147,13 +161,42 @@ func TestInteractiveTTY(t *testing.T) {
 	case <-time.After(5 * time.Second):
 	}
 	got := strings.ReplaceAll(out.String(), "\r\n", "\n")
-	for _, want := range []string{"\n40 132\n", "\non-a-tty\n", "\nA /x\n"} {
+	for _, want := range []string{"\non-a-tty\n", "\nA /x\n"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("session output lacks %q:\n%s", want, got)
 		}
 	}
-	if i, j := strings.Index(got, "on-a-tty"), strings.LastIndex(got, "A /x"); i > j {
-		t.Errorf("the diff came before the command's output:\n%s", got)
+	if i, j := strings.LastIndex(got, "exit"), strings.LastIndex(got, "A /x"); i > j {
+		t.Errorf("the diff came before the end of the session:\n%s", got)
+	}
+}
+
+// lockedBuffer collects output written by one goroutine and read by another.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *lockedBuffer) waitFor(t *testing.T, s string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(l.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the output after 20s:\n%s", s, l.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
