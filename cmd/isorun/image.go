@@ -62,7 +62,7 @@ Examples:
 `
 
 func cmdImageImport(args []string) int {
-	fs := newFlags("image import", importHelp)
+	fs := newFlags("image import")
 	quiet := fs.Bool("q", false, "no progress, even on a terminal")
 	if code, done := parseFlags(fs, args, importHelp); done {
 		return code
@@ -174,7 +174,7 @@ Examples:
 `
 
 func cmdImageLs(args []string) int {
-	fs := newFlags("image ls", lsHelp)
+	fs := newFlags("image ls")
 	quiet := fs.Bool("q", false, "print only the digests")
 	asJSON := fs.Bool("json", false, `print a JSON array of {"digest","source","created","config"}`)
 	if code, done := parseFlags(fs, args, lsHelp); done {
@@ -236,7 +236,7 @@ Examples:
 `
 
 func cmdImageRm(args []string) int {
-	fs := newFlags("image rm", rmHelp)
+	fs := newFlags("image rm")
 	if code, done := parseFlags(fs, args, rmHelp); done {
 		return code
 	}
@@ -294,7 +294,7 @@ Example:
 `
 
 func cmdGC(args []string) int {
-	fs := newFlags("gc", gcHelp)
+	fs := newFlags("gc")
 	if code, done := parseFlags(fs, args, gcHelp); done {
 		return code
 	}

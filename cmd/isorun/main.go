@@ -93,13 +93,12 @@ func fail(err error) int {
 	return exitUsage
 }
 
-// newFlags makes a subcommand's flag set: errors are returned, not printed, and -h/--help
-// print help (with examples) to stdout.
-func newFlags(name, help string) *flag.FlagSet {
+// newFlags makes a subcommand's flag set: errors are returned, not printed (parseFlags
+// reports them, and shows the help for -h and --help).
+func newFlags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	_ = help
 	return fs
 }
 
@@ -151,7 +150,7 @@ Example:
 `
 
 func cmdVersion(args []string) int {
-	fs := newFlags("version", versionHelp)
+	fs := newFlags("version")
 	if code, done := parseFlags(fs, args, versionHelp); done {
 		return code
 	}

@@ -100,7 +100,7 @@ func expandShort(args []string) []string {
 
 func cmdRun(args []string) int {
 	var o runOptions
-	fs := newFlags("run", runHelp)
+	fs := newFlags("run")
 	fs.StringVar(&o.image, "image", "host", "the image `REF`: busybox, host, an image archive or a directory")
 	fs.Var(&o.volumes, "v", "a volume, `HOST:CTR[:ro]` (repeatable)")
 	fs.Var(&o.volumes, "volume", "same as -v `HOST:CTR[:ro]`")

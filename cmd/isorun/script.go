@@ -32,7 +32,7 @@ Examples:
 `
 
 func cmdScript(args []string) int {
-	fs := newFlags("script", scriptHelp)
+	fs := newFlags("script")
 	verbose := fs.Bool("v", false, "print every scenario's log, not only the failures'")
 	work := fs.Bool("work", false, "keep each scenario's work directory and print where it is")
 	cont := fs.Bool("continue", false, "keep running a scenario after a failed command")
