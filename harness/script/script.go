@@ -461,7 +461,7 @@ func cmdCstatus(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	st := stateOf(ts)
 	if !st.haveCode {
-		ts.Fatalf("cstatus: no cexec has ended yet")
+		ts.Fatalf("cstatus: no status to check: no cexec has ended yet, or the last cwait waited for several")
 	}
 	if st.lastCode != want {
 		ts.Fatalf("cstatus: exit status %d, want %d", st.lastCode, want)
