@@ -23,6 +23,7 @@ type terminal struct {
 	ptmx, tty *os.File
 	local     *term.State // isorun's stdin before raw mode, nil when it is not a terminal
 	winch     chan os.Signal
+	winchDone chan struct{} // closed when the resizing goroutine has returned
 	output    chan struct{} // closed when the master's output is all copied
 	once      sync.Once
 }
@@ -39,9 +40,10 @@ func openTerminal(cmd *harness.Cmd, input bool) (*terminal, error) {
 			t.close()
 			return nil, fmt.Errorf("-t: window size: %w", err)
 		}
-		t.winch = make(chan os.Signal, 1)
+		t.winch, t.winchDone = make(chan os.Signal, 1), make(chan struct{})
 		signal.Notify(t.winch, unix.SIGWINCH)
 		go func() {
+			defer close(t.winchDone)
 			for range t.winch {
 				pty.InheritSize(os.Stdin, ptmx)
 			}
@@ -96,8 +98,11 @@ func (t *terminal) restore() {
 			term.Restore(int(os.Stdin.Fd()), t.local)
 		}
 		if t.winch != nil {
+			// Stop resizing before the master can be closed: Fd, which resizing uses, is not
+			// safe against a concurrent Close.
 			signal.Stop(t.winch)
 			close(t.winch)
+			<-t.winchDone
 		}
 	})
 }
