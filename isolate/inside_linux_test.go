@@ -98,10 +98,13 @@ func TestLoopback(t *testing.T) {
 		assert.Equal(t, "hello from httpd\n", sh(t, c, "wget -q -O - http://127.0.0.1:8080/"))
 
 		// A plain background job: its output goes to a file, not to the command's stdout pipe,
-		// so the command that starts it returns at once.
-		sh(t, c, "nc -l -p 9090 > /tmp/got 2>&1 &")
-		sh(t, c, `for i in $(seq 100); do echo ping over lo | nc 127.0.0.1 9090 && exit 0; sleep 0.05; done; exit 1`)
-		sh(t, c, `for i in $(seq 100); do [ -s /tmp/got ] && break; sleep 0.05; done`)
+		// so the command that starts it returns at once. Its stdin stays open: at EOF busybox nc
+		// half-closes the connection, and the client may see that and quit before it sends.
+		sh(t, c, "sleep 1000 2>/dev/null | nc -l -p 9090 > /tmp/got 2>&1 &")
+		// Connect once it listens (port 9090 is 2382 in /proc/net/tcp*, state 0A is LISTEN).
+		sh(t, c, `for i in $(seq 200); do cat /proc/net/tcp /proc/net/tcp6 | grep -q ':2382 0*:0000 0A' && exit 0; sleep 0.05; done; exit 1`)
+		sh(t, c, `echo ping over lo | nc 127.0.0.1 9090`)
+		sh(t, c, `for i in $(seq 200); do [ -s /tmp/got ] && exit 0; sleep 0.05; done; ps -o pid,stat,args; exit 1`)
 		assert.Equal(t, "ping over lo\n", sh(t, c, "cat /tmp/got"))
 	})
 }
