@@ -343,8 +343,11 @@ func (a *layerApplier) removeAt(pfd int, name string, mode uint32) error {
 		}
 		return nil
 	case unix.S_IFLNK:
-		// A parent path cached through this symlink no longer resolves to the same place.
+		// A parent path cached through this symlink no longer resolves to the same place; pfd is
+		// one of the cached descriptors, so unlink before forgetting them.
+		err := unix.Unlinkat(pfd, base, 0)
 		a.forgetDirs()
+		return err
 	}
 	return unix.Unlinkat(pfd, base, 0)
 }

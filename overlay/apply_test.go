@@ -585,3 +585,17 @@ func TestApplyLayerReadsToEnd(t *testing.T) {
 	require.NoError(t, ApplyLayer(t.TempDir(), r, ApplyOptions{NoChown: os.Geteuid() != 0}))
 	assert.Zero(t, r.Len())
 }
+
+// A whiteout of a symlink in a subdirectory: removing the link drops the cached parent
+// descriptors, and must not use one of them after (isorun run --commit of `rm /bin/vi`).
+func TestApplyLayerWhiteoutOfSymlinkInSubdir(t *testing.T) {
+	root := t.TempDir()
+	opt := ApplyOptions{NoChown: os.Geteuid() != 0}
+	require.NoError(t, alApply(t, root, opt,
+		alDir("bin/", 0o755),
+		alFile("bin/busybox", "bb", 0o755),
+		alSymlink("bin/vi", "busybox"),
+	))
+	require.NoError(t, alApply(t, root, opt, alDir("bin/", 0o755), alFile("bin/.wh.vi", "", 0o644)))
+	assert.Equal(t, []string{"bin drwxr-xr-x", "bin/busybox -rwxr-xr-x bb"}, alTree(t, root))
+}
