@@ -131,6 +131,9 @@ func foreignProcesses() []string {
 		}
 		if descends(pid, me) {
 			cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			if string(bytes.TrimRight(cmd, "\x00")) == "isorun-ready" {
+				continue // a prewarmed init of the zygote's pool: ready for the next container
+			}
 			out = append(out, fmt.Sprintf("process %d (state %s) in %s: %s", pid, procState(pid), ns, bytes.ReplaceAll(bytes.TrimRight(cmd, "\x00"), []byte{0}, []byte{' '})))
 		}
 	}

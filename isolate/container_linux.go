@@ -75,33 +75,15 @@ func Start(ctx context.Context, cfg Config) (_ *Container, err error) {
 	if err != nil {
 		return nil, err
 	}
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("isolate: start container: socketpair: %w", err)
+	if err = c.spawn(ctx); err != nil {
+		return nil, err
 	}
-	child := os.NewFile(uintptr(fds[1]), "ctrl")
-	pf := os.NewFile(uintptr(fds[0]), "ctrl")
-	fc, err := net.FileConn(pf)
-	pf.Close()
-	if err != nil {
-		child.Close()
-		return nil, fmt.Errorf("isolate: start container: %w", err)
-	}
-	c.conn = fc.(*net.UnixConn)
 	// The setup may be larger than the socket buffer; the init reads it only once it runs.
 	sent := make(chan error, 1)
 	go func() {
 		_, _, err := c.conn.WriteMsgUnix(setup, nil, nil)
 		sent <- err
 	}()
-
-	err = c.spawn(ctx, child)
-	child.Close()
-	if err != nil {
-		c.conn.Close()
-		<-sent
-		return nil, err
-	}
 	if err := c.awaitReady(ctx, sent); err != nil {
 		c.Close()
 		return nil, err
@@ -116,42 +98,41 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// spawn creates the init: forked by the zygote when this binary has the C init, else by exec'ing
-// this binary (the Go init in init_linux.go takes over before main).
-func (c *Container) spawn(ctx context.Context, ctrl *os.File) error {
+// spawn creates the init and its control connection: a ready init from the pool, or one the
+// zygote forks now, when this binary has the C init; else an exec of this binary (the Go init in
+// init_go_linux.go takes over before main).
+func (c *Container) spawn(ctx context.Context) error {
 	mode := initMode(&c.cfg)
 	if mode == modeZygote {
-		z, err := getZygote()
-		if err != nil {
-			return err
-		}
-		ch, err := z.spawn(namespaces, ctrl, nil)
-		if err != nil {
-			return err
-		}
-		select {
-		case r := <-ch:
-			if r.err != nil {
-				return fmt.Errorf("isolate: start container %s: %w", c.id, r.err)
+		r := takeReady()
+		if r == nil {
+			var err error
+			if r, err = newInit(ctx, namespaces, false); err != nil {
+				return fmt.Errorf("isolate: start container %s: %w", c.id, err)
 			}
-			c.pid, c.pidfd = r.pid, r.pidfd
-			if c.pidfd < 0 {
-				return fmt.Errorf("isolate: start container %s: no pidfd from the zygote", c.id)
-			}
-			go c.waitPidfd()
-			return nil
-		case <-ctx.Done():
-			// The reply still comes; its pidfd then kills the init.
-			go func() {
-				if r := <-ch; r.err == nil {
-					unix.PidfdSendSignal(r.pidfd, unix.SIGKILL, nil, 0)
-					unix.Close(r.pidfd)
-				}
-			}()
-			return fmt.Errorf("isolate: start container %s: %w", c.id, ctx.Err())
 		}
+		c.conn, c.pid, c.pidfd = r.conn, r.pid, r.pidfd
+		go c.waitPidfd()
+		return nil
 	}
-	return c.spawnExec(ctrl, mode)
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("isolate: start container: socketpair: %w", err)
+	}
+	child := os.NewFile(uintptr(fds[1]), "ctrl")
+	defer child.Close()
+	pf := os.NewFile(uintptr(fds[0]), "ctrl")
+	fc, err := net.FileConn(pf)
+	pf.Close()
+	if err != nil {
+		return fmt.Errorf("isolate: start container: %w", err)
+	}
+	c.conn = fc.(*net.UnixConn)
+	if err := c.spawnExec(child, mode); err != nil {
+		c.conn.Close()
+		return err
+	}
+	return nil
 }
 
 // spawnExec runs the init as a fresh exec of this binary, from a goroutine locked to its thread
@@ -470,6 +451,7 @@ func (c *Container) Close() error {
 // the default tmpfs, its writes are gone.
 func (c *Container) Release() error {
 	c.Close()
+
 	if c.root != nil {
 		c.root.Close()
 	}

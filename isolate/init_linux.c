@@ -231,6 +231,8 @@ static int send_out(int sock, struct out *o) {
 // ---- init: setup ------------------------------------------------------------------------------------
 
 static int ctrl = 3;
+static char *argv0;
+static void name_init(const char *name);
 
 // fail reports a setup error to the parent and exits: the parent turns it into
 // "isolate: <step>: <strerror>" (plus the detail when there is one).
@@ -258,7 +260,9 @@ static const char *step(const char *fmt, const char *a, const char *b) {
 static int rootfd = -1;    // the overlay's root (a mount fd)
 static int scratchfd = -1; // the tmpfs holding upper/ and work/, when the init made it
 static int pivoted;
-static struct out *created; // mount points the setup had to create, reported with "ok"
+static struct out *created;
+// What a pooled init did before it had a container to set up (see prewarm).
+static int pre_rslave, pre_lo, pre_dev = -1, pre_pts = -1, pre_shm = -1, pre_scratch = -1; // mount points the setup had to create, reported with "ok"
 
 static void write_file(const char *path, const char *data) {
 	int fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -465,11 +469,24 @@ static void op_overlay(struct msg *m) {
 	if (move_mount_(rootfd, "", AT_FDCWD, "/", MOVE_MOUNT_F_EMPTY_PATH_) < 0) fail("attach overlay", errno, NULL);
 }
 
+static int make_scratch(const char *opts) {
+	int fd = make_fs("tmpfs", opts, 0, "the upper layer");
+	if (mkdirat(fd, "upper", 0755) < 0 || mkdirat(fd, "work", 0755) < 0) fail("create upper and work", errno, NULL);
+	return fd;
+}
+
+#define DEFAULT_SCRATCH "mode=0755"
+
 static void op_scratch(struct msg *m) {
 	const char *opts = tok(m);
-	scratchfd = make_fs("tmpfs", opts, 0, "the upper layer");
-	if (mkdirat(scratchfd, "upper", 0755) < 0 || mkdirat(scratchfd, "work", 0755) < 0)
-		fail("create upper and work", errno, NULL);
+	if (!opts) fail("scratch", EINVAL, "short message");
+	if (pre_scratch >= 0 && !strcmp(opts, DEFAULT_SCRATCH)) {
+		scratchfd = pre_scratch;
+	} else {
+		if (pre_scratch >= 0) close(pre_scratch);
+		scratchfd = make_scratch(opts);
+	}
+	pre_scratch = -1;
 }
 
 static void op_bind(struct msg *m) {
@@ -491,16 +508,21 @@ static void op_tmpfs(struct msg *m) {
 	attach(make_fs("tmpfs", opts, MOUNT_ATTR_NOSUID_ | MOUNT_ATTR_NODEV_, dst), dst, 0, "tmpfs");
 }
 
-static void op_dev(struct msg *m) {
-	const char *dst = tok(m), *rootless = tok(m);
-	if (!rootless) fail("dev", EINVAL, "short message");
-	int dev = make_fs("tmpfs", "mode=0755,size=65536k", MOUNT_ATTR_NOSUID_ | MOUNT_ATTR_NOEXEC_, dst);
+#define DEV_ATTRS (MOUNT_ATTR_NOSUID_ | MOUNT_ATTR_NOEXEC_)
+#define PTS_OPTS "newinstance,ptmxmode=0666,mode=0620"
+#define SHM_OPTS "mode=1777,size=65536k"
+#define SHM_ATTRS (MOUNT_ATTR_NOSUID_ | MOUNT_ATTR_NODEV_ | MOUNT_ATTR_NOEXEC_)
+
+// make_dev builds a container's /dev as a detached tmpfs, and its devpts and shm, not yet
+// attached anywhere.
+static void make_dev(int rootless, int *dev_, int *pts_, int *shm_) {
+	int dev = make_fs("tmpfs", "mode=0755,size=65536k", DEV_ATTRS, "/dev");
 	static const struct {
 		const char *name;
 		int major, minor;
 	} nodes[] = {{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}};
 	for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
-		if (*rootless == '1') {
+		if (rootless) {
 			// mknod is refused in a user namespace: bind the host's node onto an empty file.
 			int f = openat(dev, nodes[i].name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0666);
 			if (f < 0) fail(step("create /dev/%s", nodes[i].name, NULL), errno, NULL);
@@ -525,6 +547,18 @@ static void op_dev(struct msg *m) {
 		if (symlinkat(links[i][0], dev, links[i][1]) < 0) fail(step("symlink /dev/%s", links[i][1], NULL), errno, NULL);
 	if (mkdirat(dev, "pts", 0755) < 0 || mkdirat(dev, "shm", 01777) < 0 || fchmodat(dev, "shm", 01777, 0) < 0)
 		fail("create /dev/pts and /dev/shm", errno, NULL);
+	*dev_ = dev;
+	// gid 5 (tty) is not mapped in a user namespace.
+	*pts_ = make_fs("devpts", rootless ? PTS_OPTS : PTS_OPTS ",gid=5", DEV_ATTRS, "/dev/pts");
+	*shm_ = make_fs("tmpfs", SHM_OPTS, SHM_ATTRS, "/dev/shm");
+}
+
+static void op_dev(struct msg *m) {
+	const char *dst = tok(m), *rootless = tok(m);
+	if (!rootless) fail("dev", EINVAL, "short message");
+	int dev = pre_dev, pts = pre_pts, shm = pre_shm;
+	pre_dev = pre_pts = pre_shm = -1;
+	if (dev < 0) make_dev(*rootless == '1', &dev, &pts, &shm);
 	int t = open_target(dst, 0);
 	if (move_mount_(dev, "", t, "", MOVE_MOUNT_F_EMPTY_PATH_ | MOVE_MOUNT_T_EMPTY_PATH_) < 0)
 		fail(step("mount tmpfs on %s", dst, NULL), errno, NULL);
@@ -532,11 +566,9 @@ static void op_dev(struct msg *m) {
 	// /dev is now attached: its pts and shm resolve through it.
 	char p[PATH_MAX];
 	snprintf(p, sizeof p, "%s/pts", dst);
-	attach(make_fs("devpts", *rootless == '1' ? "newinstance,ptmxmode=0666,mode=0620" : "newinstance,ptmxmode=0666,mode=0620,gid=5",
-		       MOUNT_ATTR_NOSUID_ | MOUNT_ATTR_NOEXEC_, p),
-	       p, 0, "devpts");
+	attach(pts, p, 0, "devpts");
 	snprintf(p, sizeof p, "%s/shm", dst);
-	attach(make_fs("tmpfs", "mode=1777,size=65536k", MOUNT_ATTR_NOSUID_ | MOUNT_ATTR_NODEV_ | MOUNT_ATTR_NOEXEC_, p), p, 0, "shm");
+	attach(shm, p, 0, "shm");
 	close(dev);
 }
 
@@ -547,9 +579,10 @@ static void op_pivot(void) {
 	// pivot_root(".", ".") stacks the old root on top of the new one, so no put_old directory has
 	// to exist in (and land in the upper layer of) the image.
 	if (syscall(SYS_pivot_root, ".", ".") < 0) fail("pivot_root", errno, NULL);
+	// The old root is stacked on "/" now: detach it before anything can walk into it (a ".." from
+	// the root fd the parent reads files through would). It is already a slave (rslave ran
+	// first), so detaching it cannot propagate an unmount to the host.
 	if (fchdir(old) < 0) fail("chdir into the old root", errno, NULL);
-	// Slave first so that detaching the old root cannot propagate an unmount to the host.
-	if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0) fail("make the old root slave", errno, NULL);
 	if (umount2(".", MNT_DETACH) < 0) fail("detach the old root", errno, NULL);
 	if (chdir("/") < 0) fail("chdir /", errno, NULL);
 	close(old);
@@ -612,21 +645,37 @@ static void op_cgroup(struct msg *m) {
 	write_file(procs, "0");
 }
 
+static void rslave(void) {
+	// Before any mount: on systemd hosts "/" is shared, and our mounts would propagate to the
+	// host (and pivot_root would fail with EINVAL).
+	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0) fail("make / rslave", errno, NULL);
+}
+
+// prewarm does, in an init the zygote forks ahead of demand, the part of every setup that
+// depends on nothing the parent will say: the container then costs only what is its own.
+static void prewarm(void) {
+	rslave();
+	pre_rslave = 1;
+	op_lo();
+	pre_lo = 1;
+	make_dev(0, &pre_dev, &pre_pts, &pre_shm);
+	pre_scratch = make_scratch(DEFAULT_SCRATCH);
+}
+
 static void setup(void) {
 	struct msg m;
 	int r = recv_msg(ctrl, &m);
 	if (r <= 0) _exit(1);
 	const char *verb = tok(&m);
 	if (!verb || strcmp(verb, "setup")) fail("setup", EPROTO, verb);
+	name_init("isorun-init");
 	created = calloc(1, sizeof *created);
 	put(created, "ok");
 	for (const char *op; (op = tok(&m));) {
 		if (!strcmp(op, "userns")) op_userns(&m);
 		else if (!strcmp(op, "cgroup")) op_cgroup(&m);
 		else if (!strcmp(op, "rslave")) {
-			// Before any mount: on systemd hosts "/" is shared, and our mounts would propagate
-			// to the host (and pivot_root would fail with EINVAL).
-			if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0) fail("make / rslave", errno, NULL);
+			if (!pre_rslave) rslave();
 		} else if (!strcmp(op, "hostname")) {
 			const char *h = tok(&m);
 			if (!h || sethostname(h, strlen(h)) < 0) fail("sethostname", h ? errno : EINVAL, h);
@@ -647,12 +696,16 @@ static void setup(void) {
 		} else if (!strcmp(op, "pivot")) op_pivot();
 		else if (!strcmp(op, "mask")) op_mask(&m);
 		else if (!strcmp(op, "ro")) op_ro(&m);
-		else if (!strcmp(op, "lo")) op_lo();
-		else fail("setup", EPROTO, op);
+		else if (!strcmp(op, "lo")) {
+			if (!pre_lo) op_lo();
+		} else fail("setup", EPROTO, op);
 	}
 	for (int i = 0; i < m.nfds; i++) close(m.fds[i]);
 	free_msg(&m);
 	if (!pivoted) fail("setup", EPROTO, "no pivot");
+	int unused[] = {pre_dev, pre_pts, pre_shm, pre_scratch};
+	for (size_t i = 0; i < sizeof unused / sizeof unused[0]; i++)
+		if (unused[i] >= 0) close(unused[i]);
 	// Our stdio was the host's /dev/null: use the container's own from here on.
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (null >= 0) {
@@ -949,19 +1002,72 @@ static void __attribute__((noreturn)) init_main(void) {
 	_exit(0);
 }
 
-static char *argv0;
 
-// name_init makes ps inside the container say what pid 1 is.
-static void name_init(void) {
-	prctl(PR_SET_NAME, "isorun-init", 0, 0, 0);
-	if (argv0 && strlen(argv0) >= strlen("isorun-init")) {
+// name_init makes ps say what pid 1 is: "isorun-init", or "isorun-ready" while it is a
+// prewarmed init no container has taken yet (leak checks skip those: they are the pool's).
+static void name_init(const char *name) {
+	prctl(PR_SET_NAME, name, 0, 0, 0);
+	if (argv0 && strlen(argv0) >= strlen(name)) {
 		size_t l = strlen(argv0);
 		memset(argv0, 0, l);
-		memcpy(argv0, "isorun-init", strlen("isorun-init"));
+		memcpy(argv0, name, strlen(name));
 	}
 }
 
 // ---- zygote -----------------------------------------------------------------------------------------
+
+static pid_t *kids;
+static size_t nkids, capkids;
+static int use_clone3 = 1;
+
+// fork_init forks a container's init with the namespaces in flags (into the cgroup cg, if not
+// -1), with ctrl_fd as its control socket. A prewarmed init does the setup work that depends on
+// nothing the parent says before it reads the setup (the parent keeps such inits ready, so that
+// a container costs only its own setup). In the zygote it returns the pid (and *pidfd).
+static pid_t fork_init(unsigned long long flags, int cg, int ctrl_fd, int warm, int *pidfd) {
+	pid_t pid = -1;
+	*pidfd = -1;
+
+	if (use_clone3) {
+		struct clone_args_ ca;
+		memset(&ca, 0, sizeof ca);
+		ca.flags = flags | CLONE_PIDFD_;
+		ca.pidfd = (uint64_t)(uintptr_t)pidfd;
+		ca.exit_signal = SIGCHLD;
+		if (cg >= 0) {
+			ca.flags |= CLONE_INTO_CGROUP_;
+			ca.cgroup = cg;
+		}
+		pid = syscall(SYS_clone3, &ca, sizeof ca);
+		if (pid < 0 && errno == ENOSYS) use_clone3 = 0;
+	}
+	if (!use_clone3) pid = syscall(SYS_clone, (unsigned long)(flags | SIGCHLD), 0, 0, 0, 0);
+	if (pid != 0) {
+		if (pid > 0) {
+			if (nkids == capkids) {
+				capkids = capkids ? capkids * 2 : 16;
+				kids = realloc(kids, capkids * sizeof *kids);
+			}
+			kids[nkids++] = pid;
+		}
+		return pid;
+	}
+	// The container's init. Keep nothing of ours but the control socket, as fd 3, and keep it
+	// close-on-exec: a command that inherited it could read the parent's requests or forge the
+	// init's replies.
+	if (ctrl_fd != 3 && dup3(ctrl_fd, 3, O_CLOEXEC) < 0) _exit(1);
+	syscall(SYS_close_range, 4, ~0U, 0);
+	ctrl = 3;
+	sigset_t all;
+	sigemptyset(&all);
+	sigaddset(&all, SIGCHLD);
+	sigprocmask(SIG_UNBLOCK, &all, NULL);
+	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	if (getppid() == 1) _exit(1); // the zygote died between clone and prctl
+	name_init(warm ? "isorun-ready" : "isorun-init");
+	if (warm) prewarm();
+	init_main();
+}
 
 static void __attribute__((noreturn)) zygote_main(int sock) {
 	sigset_t chld;
@@ -969,10 +1075,7 @@ static void __attribute__((noreturn)) zygote_main(int sock) {
 	sigaddset(&chld, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &chld, NULL);
 	int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-	pid_t *kids = NULL;
-	size_t nkids = 0, capkids = 0;
 	struct pollfd p[2] = {{sock, POLLIN, 0}, {sfd, POLLIN, 0}};
-	int use_clone3 = 1;
 	for (;;) {
 		if (poll(p, 2, -1) < 0) {
 			if (errno == EINTR) continue;
@@ -998,71 +1101,38 @@ static void __attribute__((noreturn)) zygote_main(int sock) {
 		if (recv_msg(sock, &m) <= 0) break;
 		const char *verb = tok(&m), *id = tok(&m), *fl = tok(&m);
 		unsigned long long flags = fl ? strtoull(fl, NULL, 10) : 0;
-		long cg = tokn(&m); // index of a cgroup fd among the fds, or -1
+		long cg = tokn(&m);   // index of a cgroup fd among the fds, or -1
+		long warm = tokn(&m); // 1: prewarm
 		struct out o = {0};
 		if (!verb || strcmp(verb, "spawn") || !id || m.nfds < 1) {
 			put(&o, "err");
 			put(&o, id ? id : "");
 			put(&o, "spawn");
 			putn(&o, EPROTO);
-			send_out(sock, &o);
-			for (int i = 0; i < m.nfds; i++) close(m.fds[i]);
-			free_msg(&m);
-			continue;
-		}
-		int child_ctrl = m.fds[0];
-		int pidfd = -1;
-		pid_t pid = -1;
-		if (use_clone3) {
-			struct clone_args_ ca;
-			memset(&ca, 0, sizeof ca);
-			ca.flags = flags | CLONE_PIDFD_;
-			ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
-			ca.exit_signal = SIGCHLD;
-			if (cg >= 0 && cg < m.nfds) {
-				ca.flags |= CLONE_INTO_CGROUP_;
-				ca.cgroup = m.fds[cg];
-			}
-			pid = syscall(SYS_clone3, &ca, sizeof ca);
-			if (pid < 0 && errno == ENOSYS) use_clone3 = 0;
-		}
-		if (!use_clone3) pid = syscall(SYS_clone, (unsigned long)(flags | SIGCHLD), 0, 0, 0, 0);
-		if (pid == 0) {
-			// The container's init. Keep nothing of ours but the control socket, as fd 3, and
-			// keep it close-on-exec: a command that inherited it could read the parent's requests
-			// or forge the init's replies.
-			if (child_ctrl != 3 && dup3(child_ctrl, 3, O_CLOEXEC) < 0) _exit(1);
-			syscall(SYS_close_range, 4, ~0U, 0);
-			sigprocmask(SIG_UNBLOCK, &chld, NULL);
-			prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-			if (getppid() == 1) _exit(1); // the zygote died between clone and prctl
-			ctrl = 3;
-			name_init();
-			init_main();
-		}
-		if (pid < 0) {
-			put(&o, "err");
-			put(&o, id);
-			put(&o, "clone");
-			putn(&o, errno);
 		} else {
-			if (nkids == capkids) {
-				capkids = capkids ? capkids * 2 : 16;
-				kids = realloc(kids, capkids * sizeof *kids);
+			int pidfd;
+			pid_t pid = fork_init(flags, cg >= 0 && cg < m.nfds ? m.fds[cg] : -1, m.fds[0], warm == 1, &pidfd);
+			if (pid < 0) {
+				put(&o, "err");
+				put(&o, id);
+				put(&o, "clone");
+				putn(&o, errno);
+			} else {
+				put(&o, "pid");
+				put(&o, id);
+				putn(&o, pid);
+				if (pidfd >= 0) o.fds[o.nfds++] = pidfd;
 			}
-			kids[nkids++] = pid;
-			put(&o, "pid");
-			put(&o, id);
-			putn(&o, pid);
-			if (pidfd >= 0) o.fds[o.nfds++] = pidfd;
 		}
 		send_out(sock, &o);
-		if (pidfd >= 0) close(pidfd);
+		for (int i = 0; i < o.nfds; i++) close(o.fds[i]);
 		for (int i = 0; i < m.nfds; i++) close(m.fds[i]);
 		free_msg(&m);
 	}
-	// Our parent is gone: take every container with us.
+	// Our parent is gone (or shut us down): take every container with us, and wait for them, so
+	// that our own exit means they are all gone.
 	for (size_t i = 0; i < nkids; i++) kill(kids[i], SIGKILL);
+	for (size_t i = 0; i < nkids; i++) waitpid(kids[i], NULL, 0);
 	_exit(0);
 }
 
@@ -1087,7 +1157,7 @@ __attribute__((constructor)) static void isorun_init_ctor(int argc, char **argv)
 		// that would lead out of the container's root).
 		if (fcntl(3, F_SETFD, FD_CLOEXEC) < 0) _exit(1);
 		syscall(SYS_close_range, 4, ~0U, 0);
-		name_init();
+		name_init("isorun-init");
 		init_main();
 	}
 }

@@ -68,3 +68,6 @@ func (cmd *Cmd) State() *ExitState               { return nil }
 
 // ServeIfInit does nothing off Linux.
 func ServeIfInit() {}
+
+// Shutdown does nothing off Linux.
+func Shutdown() {}

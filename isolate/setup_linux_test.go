@@ -174,7 +174,7 @@ func descendants(pid, skip int) []string {
 	}
 	var out []string
 	for p := range parent {
-		if p == skip {
+		if p == skip || comm[p] == "isorun-ready" { // the zygote's prewarmed inits: the pool's, not leaks
 			continue
 		}
 		for q := parent[p]; q > 1; q = parent[q] {

@@ -27,6 +27,7 @@ type zygote struct {
 	mu      sync.Mutex
 	pending map[string]chan zreply
 	dead    bool
+	exited  chan struct{} // closed once the zygote has been reaped
 }
 
 type zreply struct {
@@ -63,6 +64,35 @@ func getZygote() (*zygote, error) {
 	return z, nil
 }
 
+// zygoteEnv passes ISORUN_POOL (how many prewarmed inits the zygote keeps ready, default 2; 0
+// forks each init on demand) to the zygote.
+func zygoteEnv() []string {
+	env := []string{"_ISORUN_ZYGOTE=3"}
+	if n := os.Getenv("ISORUN_POOL"); n != "" {
+		env = append(env, "_ISORUN_POOL="+n)
+	}
+	return env
+}
+
+// Shutdown stops this process's zygote: it kills the containers it made (running or prewarmed)
+// and exits; the next Start makes a new one. Leak checks call it so that the prewarmed inits,
+// which live in pid namespaces of their own until the process exits, are not counted.
+func Shutdown() {
+	zmu.Lock()
+	z := current
+	current = nil
+	zmu.Unlock()
+	pool.Lock()
+	pool.gen++ // inits asked for before now are of the old zygote
+	drainPoolLocked()
+	pool.Unlock()
+	if z == nil {
+		return
+	}
+	z.conn.Close()
+	<-z.exited
+}
+
 func startZygote() (*zygote, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -81,13 +111,13 @@ func startZygote() (*zygote, error) {
 	if err != nil {
 		return nil, fmt.Errorf("isolate: start zygote: %w", err)
 	}
-	z := &zygote{conn: c.(*net.UnixConn), pending: map[string]chan zreply{}}
+	z := &zygote{conn: c.(*net.UnixConn), pending: map[string]chan zreply{}, exited: make(chan struct{})}
 	started := make(chan error, 1)
 	go func() {
 		// Locked for the zygote's whole life and never unlocked: see the comment at the top.
 		runtime.LockOSThread()
 		pid, err := syscall.ForkExec("/proc/self/exe", []string{"isorun-zygote"}, &syscall.ProcAttr{
-			Env:   []string{"_ISORUN_ZYGOTE=3"},
+			Env:   zygoteEnv(),
 			Files: []uintptr{null.Fd(), null.Fd(), null.Fd(), child.Fd()},
 			Sys:   &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL},
 		})
@@ -106,6 +136,7 @@ func startZygote() (*zygote, error) {
 		}
 		z.fail(fmt.Errorf("isolate: zygote exited (%s)", describeStatus(ws)))
 		z.conn.Close()
+		close(z.exited)
 	}()
 	if err := <-started; err != nil {
 		z.conn.Close()
@@ -170,7 +201,7 @@ func (z *zygote) read() {
 
 // spawn asks the zygote for a new init with the given clone flags, whose control socket is ctrl.
 // The reply arrives on the returned channel.
-func (z *zygote) spawn(flags uintptr, ctrl *os.File, cgroup *os.File) (<-chan zreply, error) {
+func (z *zygote) spawn(flags uintptr, ctrl *os.File, cgroup *os.File, warm bool) (<-chan zreply, error) {
 	id := strconv.FormatUint(zseq.Add(1), 10)
 	ch := make(chan zreply, 1)
 	m := new(message).strs("spawn", id).num(int64(flags))
@@ -180,6 +211,11 @@ func (z *zygote) spawn(flags uintptr, ctrl *os.File, cgroup *os.File) (<-chan zr
 		fds = append(fds, int(cgroup.Fd()))
 	} else {
 		m.num(-1)
+	}
+	if warm {
+		m.num(1)
+	} else {
+		m.num(0)
 	}
 	z.mu.Lock()
 	if z.dead {
