@@ -42,5 +42,13 @@ demo: deps build
 	  echo "mytool:x:999:999::/opt/mytool:/bin/false" >> /etc/passwd && \
 	  rm /bin/vi && mytool'
 
+# bench: isorun against runc, bubblewrap, unshare+chroot and podman (Debian's, installed when
+# missing), plus the Go benchmarks; the tables go to stdout and bench/last-run.md.
+bench: deps build
+	@need=""; for p in runc:runc bwrap:bubblewrap podman:podman; do \
+	  command -v $${p%%:*} >/dev/null 2>&1 || need="$$need $${p#*:}"; done; \
+	if [ -n "$$need" ]; then echo "bench: installing$$need"; $(APT_GET) install $$need || { $(APT_GET) update && $(APT_GET) install $$need; }; fi
+	GO=$(GO) ./bench/run.sh | tee bench/last-run.md
+
 clean:
 	rm -rf bin
