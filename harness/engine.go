@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 // everything Start made.
 type Engine struct {
 	img     fixtures.Image
+	res     *fixtures.Resolved // img as the container runs on it: Commit stacks on these lowers
 	c       *isolate.Container
 	cfg     config
 	uid     uint32
@@ -74,6 +76,7 @@ func start(ctx context.Context, img fixtures.Image, cfg config, onTimeout func()
 	if err != nil {
 		return nil, fmt.Errorf("image %q: %w", img.Ref(), err)
 	}
+	e.res = res
 	icfg := isolate.Config{
 		Lowers:     res.Lowers,
 		Hostname:   cfg.hostname,
@@ -198,13 +201,36 @@ func (e *Engine) Diff() (overlay.Changes, error) {
 }
 
 // Commit returns the container's filesystem as it is now as a new image (see fixtures.Commit),
-// usable until this process exits. Commit while no command is writing.
+// usable until this process exits: the image's layers and a copy of the upper layer, without the
+// mount points made for volumes and tmpfs mounts (as Diff leaves them out) and, like the upper,
+// without their content. Commit while no command is writing; it works after Close too.
 func (e *Engine) Commit() (fixtures.Image, error) {
-	img, err := fixtures.Commit(e.img, e.c.Upper())
+	// The base is the image as it was resolved for this container, not resolved again: its
+	// lowers are the ones the upper sits on (an archive replaced since then cannot slip in), and
+	// resolving costs nothing, so the commit's cost follows the upper alone.
+	base := resolvedImage{ref: e.img.Ref(), res: *e.res}
+	img, err := fixtures.Commit(base, e.c.Upper(), fixtures.CommitOmit(e.c.Created()...))
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w", e.c.ID(), err)
 	}
 	return img, nil
+}
+
+// resolvedImage is an image already resolved.
+type resolvedImage struct {
+	ref string
+	res fixtures.Resolved
+}
+
+func (r resolvedImage) Ref() string { return r.ref }
+
+func (r resolvedImage) Resolve() (*fixtures.Resolved, error) {
+	res := r.res
+	res.Lowers = slices.Clone(res.Lowers)
+	res.Config.Env = slices.Clone(res.Config.Env)
+	res.Config.Entrypoint = slices.Clone(res.Config.Entrypoint)
+	res.Config.Cmd = slices.Clone(res.Config.Cmd)
+	return &res, nil
 }
 
 // WriteLayer writes the container's changes as an OCI image layer (a tar with .wh. whiteouts).

@@ -336,7 +336,8 @@ func (s *Sandbox) diff() (overlay.Changes, error) { return s.e.Diff() }
 
 // Commit returns the container's filesystem as it is now as a new image (the base image's
 // layers plus a copy of the upper layer), usable by Container until the test process exits.
-// Commit while no command is writing.
+// Volumes and tmpfs mounts are not part of it, content or mount points: it holds what Diff
+// shows. Commit while no command is writing; after Close works too.
 func (s *Sandbox) Commit() fixtures.Image {
 	s.t.Helper()
 	img, err := s.e.Commit()
