@@ -56,6 +56,8 @@ type Cmd struct {
 	done   bool
 	err    error
 	stopCx func() bool
+	// cgroup counters when the command started, to tell why it ended (nil cgroup: unused)
+	cgBefore cgroupEvents
 }
 
 type event struct {
@@ -131,6 +133,9 @@ func (cmd *Cmd) Start() error {
 	env := cmd.environ()
 	m.num(int64(len(env))).strs(env...)
 	m.fds = fds
+	if c.cg != nil {
+		cmd.cgBefore = c.cg.events()
+	}
 	if err := c.send(m); err != nil {
 		cmd.abandon()
 		if c.Err() != nil {
@@ -186,6 +191,9 @@ func (cmd *Cmd) startError(ev event) error {
 		e.Op = "set controlling terminal"
 	default:
 		e.Op = "set up stdio"
+	}
+	if ev.errno == syscall.EAGAIN && cmd.c.cg != nil && cmd.c.cg.res.Pids > 0 {
+		e.Err = fmt.Errorf("%w (the container is at its pids limit of %d)", ev.errno, cmd.c.cg.res.Pids)
 	}
 	return e
 }
@@ -372,6 +380,9 @@ func (cmd *Cmd) Wait() error {
 	switch ev.verb {
 	case "exit":
 		cmd.status = &ExitState{ws: ev.status}
+		if cmd.c.cg != nil {
+			cmd.c.cg.mark(cmd.status, cmd.cgBefore)
+		}
 	default:
 		err = cmd.c.Err()
 		if err == nil {

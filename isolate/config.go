@@ -27,6 +27,9 @@ type Config struct {
 	Env []string
 	// Dir is the default working directory of commands ("/" when empty).
 	Dir string
+	// Resources, when set, gives the container a cgroup with these limits (and the accounting
+	// of Container.Stats); nil makes no cgroup at all.
+	Resources *Resources
 
 	// initMode overrides ISORUN_INIT for this container (see initMode); tests only.
 	initMode string

@@ -42,6 +42,8 @@ type Container struct {
 	created []string // mount points the setup created in the overlay
 
 	madeSources []string // volume directories Start created on the host, deepest first
+	cg          *cgroup  // Config.Resources' cgroup (cgroup_linux.go), or nil
+	closeErr    error
 
 	wmu     sync.Mutex // one datagram at a time
 	mu      sync.Mutex
@@ -69,8 +71,19 @@ func Start(ctx context.Context, cfg Config) (_ *Container, err error) {
 			for _, d := range c.madeSources {
 				os.Remove(d) // empty: nothing ran in the container
 			}
+			if c.cg != nil {
+				c.cg.remove()
+			}
 		}
 	}()
+	if r := cfg.Resources; r != nil {
+		if err := r.validate(); err != nil {
+			return nil, err
+		}
+		if c.cg, err = newCgroup(c.id, *r); err != nil {
+			return nil, err
+		}
+	}
 	setup, err := c.setupMessage()
 	if err != nil {
 		return nil, err
@@ -104,10 +117,13 @@ func newID() string {
 func (c *Container) spawn(ctx context.Context) error {
 	mode := initMode(&c.cfg)
 	if mode == modeZygote {
-		r := takeReady()
+		var r *readyInit
+		if c.cg == nil { // a container with a cgroup is forked into it: see cgroup_linux.go
+			r = takeReady()
+		}
 		if r == nil {
 			var err error
-			if r, err = newInit(ctx, namespaces, false); err != nil {
+			if r, err = newInit(ctx, namespaces, false, c.cg.cloneFD()); err != nil {
 				return fmt.Errorf("isolate: start container %s: %w", c.id, err)
 			}
 		}
@@ -146,6 +162,10 @@ func (c *Container) spawnExec(ctrl *os.File, mode string) error {
 	if mode != modeGo {
 		which = "c"
 	}
+	sys := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL, Cloneflags: namespaces}
+	if fd := c.cg.cloneFD(); fd != nil {
+		sys.UseCgroupFD, sys.CgroupFD = true, int(fd.Fd()) // clone3(CLONE_INTO_CGROUP)
+	}
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -153,7 +173,7 @@ func (c *Container) spawnExec(ctrl *os.File, mode string) error {
 		pid, err := syscall.ForkExec("/proc/self/exe", []string{"isorun-init"}, &syscall.ProcAttr{
 			Env:   []string{"_ISORUN_INIT=" + which + ":3"},
 			Files: []uintptr{null.Fd(), null.Fd(), null.Fd(), ctrl.Fd()},
-			Sys:   &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL, Cloneflags: namespaces},
+			Sys:   sys,
 		})
 		if err != nil {
 			started <- fmt.Errorf("isolate: start container %s: exec /proc/self/exe: %w", c.id, err)
@@ -253,7 +273,12 @@ func (e *SetupError) Unwrap() error { return e.Err }
 
 // setupMessage is the program the init runs: see proto.go.
 func (c *Container) setupMessage() ([]byte, error) {
-	m := new(message).str("setup").str("rslave")
+	m := new(message).str("setup")
+	// First of all, on cgroup v1, the init joins its cgroup: see cgroup_linux.go.
+	for _, p := range c.cg.procsFiles() {
+		m.strs("cgroup", p)
+	}
+	m.str("rslave")
 	host := c.cfg.Hostname
 	if host == "" {
 		host = c.id
@@ -443,8 +468,11 @@ func (c *Container) Close() error {
 			unix.Close(c.pidfd)
 			c.pidfd = -1
 		}
+		if c.cg != nil {
+			c.closeErr = c.cg.remove()
+		}
 	})
-	return nil
+	return c.closeErr
 }
 
 // Release closes the container (if still running) and frees its overlay and upper layer: with

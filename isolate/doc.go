@@ -38,6 +38,34 @@
 // init (init_go_linux.go), exec'd per container; this package's init function takes over in that
 // child before main runs, so callers need no hook. ISORUN_INIT=go selects it with cgo too.
 //
+// # Resource limits
+//
+// Config.Resources gives a container a cgroup: a memory limit (no swap on top), a pids limit and
+// a CPU quota, and the accounting that Container.Stats reads (current and peak memory, CPU time,
+// processes, OOM kills, refused forks). A command's ExitState says why it died: OOMKilled (exit
+// 137, the OOM killer took it at the limit) or PidsLimited (a fork was refused while it ran). A
+// Config without Resources makes no cgroup and costs nothing.
+//
+// The container's processes are in the cgroup from their first instruction; no fork can escape
+// it. On cgroup v2 the init is forked straight into it with clone3(CLONE_INTO_CGROUP) (the zygote;
+// SysProcAttr.UseCgroupFD for the exec'd inits), under /sys/fs/cgroup/isorun/ with memory, pids
+// and cpu enabled. On cgroup v1 and hybrid hosts the first op of the setup program has the init
+// write itself into each hierarchy's cgroup, before it mounts anything, and the cgroups nest
+// under our own (so the container's limits never loosen the ones we run under). Such a container
+// never takes a prewarmed init (see cgroup_linux.go for why): it pays what the pool saves. The
+// cgroup, named isorun-OWNERPID-OWNERSTART-ID, is removed by Close once the last process is gone;
+// a killed owner's are removed by the next process that makes one, and by GC (`isorun gc`).
+//
+// Without the right to make cgroups (not root, no delegated cgroup) or without a controller a
+// limit needs (on a hybrid host, v2 has none: they are bound to v1), Start fails saying which.
+// The v1 code runs in the tests of this machine (hybrid); on v2 the tests check, on a cgroup2
+// mounted in a scratch mount namespace, the making and removal of the cgroup, the placement by
+// CLONE_INTO_CGROUP and the error for a missing controller, but not the limits themselves,
+// which need the controllers that hybrid hosts keep in v1. The OOM killer picks the biggest
+// process of the cgroup, which is the command and not the init (a few hundred KB for the C init,
+// a few MB for the Go one); the init's oom_score_adj cannot be lowered without
+// CAP_SYS_RESOURCE. The Go init has several threads, and counts them all against a pids limit.
+//
 // # Confinement
 //
 // Commands keep Docker's default capabilities (unless Config.Privileged) under no_new_privs, see

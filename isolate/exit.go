@@ -12,6 +12,8 @@ import (
 // ExitState is how a finished command ended.
 type ExitState struct {
 	ws unix.WaitStatus
+	// Set from the container's cgroup (Config.Resources) when the command ended.
+	oomKilled, pidsLimited bool
 }
 
 // ExitCode is the command's exit status, or 128+N when signal N killed it (as a shell reports it).
@@ -33,11 +35,26 @@ func (s *ExitState) Signaled() (syscall.Signal, bool) {
 // Success reports whether the command exited with status 0.
 func (s *ExitState) Success() bool { return s.ws.Exited() && s.ws.ExitStatus() == 0 }
 
+// OOMKilled says whether the command died (exit code 137) because the container reached its
+// memory limit: the OOM killer killed it, or, for a shell reporting 137, one of its children,
+// while it ran. Only a container with Config.Resources can tell; see Container.Stats.
+func (s *ExitState) OOMKilled() bool { return s.oomKilled }
+
+// PidsLimited says whether the container's pids limit refused a fork while the command ran
+// (its own or another process's in the container).
+func (s *ExitState) PidsLimited() bool { return s.pidsLimited }
+
 func (s *ExitState) String() string {
-	if sig, ok := s.Signaled(); ok {
-		return "signal: " + sig.String()
+	why := ""
+	if s.oomKilled {
+		why = " (out of memory: OOM-killed at the container's memory limit)"
+	} else if s.pidsLimited {
+		why = " (the container's pids limit refused a fork)"
 	}
-	return "exit status " + strconv.Itoa(s.ExitCode())
+	if sig, ok := s.Signaled(); ok {
+		return "signal: " + sig.String() + why
+	}
+	return "exit status " + strconv.Itoa(s.ExitCode()) + why
 }
 
 // ExitError is returned by Wait and Run when the command ran and did not exit with 0.

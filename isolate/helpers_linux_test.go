@@ -57,6 +57,11 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
+	// Nor any cgroup (Config.Resources), in any hierarchy, v1 or v2.
+	if left := leftCgroups(os.Getpid()); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "isolate test: cgroups left behind:\n  %s\n", strings.Join(left, "\n  "))
+		code = 1
+	}
 	if err := os.RemoveAll(root); err != nil {
 		fmt.Fprintln(os.Stderr, "isolate test: remove the test image:", err)
 		code = 1

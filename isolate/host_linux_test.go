@@ -32,6 +32,9 @@ const (
 // "INITPID ZYGOTEPID" and waits to be killed.
 func helperMain() int {
 	kind, rest, _ := strings.Cut(os.Getenv(helperEnv), ":")
+	if code, ok := cgroupHelper(kind, rest); ok {
+		return code
+	}
 	switch kind {
 	case "owner":
 		mode, root, _ := strings.Cut(rest, ":")

@@ -1041,6 +1041,10 @@ static pid_t fork_init(unsigned long long flags, int cg, int ctrl_fd, int warm, 
 		pid = syscall(SYS_clone3, &ca, sizeof ca);
 		if (pid < 0 && errno == ENOSYS) use_clone3 = 0;
 	}
+	if (!use_clone3 && cg >= 0) {
+		errno = ENOSYS; // clone would put the init outside its cgroup
+		return -1;
+	}
 	if (!use_clone3) pid = syscall(SYS_clone, (unsigned long)(flags | SIGCHLD), 0, 0, 0, 0);
 	if (pid != 0) {
 		if (pid > 0) {

@@ -86,7 +86,7 @@ func refillLocked() {
 		pool.filling++
 		gen := pool.gen
 		go func() {
-			r, err := newInit(context.Background(), namespaces, true)
+			r, err := newInit(context.Background(), namespaces, true, nil)
 			pool.Lock()
 			defer pool.Unlock()
 			pool.filling--
@@ -132,9 +132,10 @@ func watchMounts() {
 	}
 }
 
-// newInit has the zygote fork an init with the given namespaces and returns it, waiting for its
-// setup. A warm init prewarms first (see prewarm in init_linux.c).
-func newInit(ctx context.Context, flags uintptr, warm bool) (*readyInit, error) {
+// newInit has the zygote fork an init with the given namespaces (into the cgroup v2 directory
+// cgroup, when not nil) and returns it, waiting for its setup. A warm init prewarms first (see
+// prewarm in init_linux.c).
+func newInit(ctx context.Context, flags uintptr, warm bool, cgroup *os.File) (*readyInit, error) {
 	z, err := getZygote()
 	if err != nil {
 		return nil, err
@@ -152,7 +153,7 @@ func newInit(ctx context.Context, flags uintptr, warm bool) (*readyInit, error) 
 		return nil, fmt.Errorf("isolate: start container: %w", err)
 	}
 	conn := fc.(*net.UnixConn)
-	ch, err := z.spawn(flags, child, nil, warm)
+	ch, err := z.spawn(flags, child, cgroup, warm)
 	if err != nil {
 		conn.Close()
 		return nil, err

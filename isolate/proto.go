@@ -26,9 +26,9 @@ import (
 //
 // Setup ops, run in order by the init:
 //
+//	cgroup PROCSFILE              join a cgroup v1 hierarchy: first, before anything else runs
 //	rslave                        make every mount a slave before mounting anything
 //	userns UID GID                map root to UID/GID (rootless)
-//	cgroup PROCSFILE              join a cgroup v1 hierarchy
 //	hostname NAME
 //	scratch OPTS                  a private tmpfs for upper/ and work/
 //	overlay N LOWER... UPPER WORK OPTS   (UPPER empty: in the scratch tmpfs)
