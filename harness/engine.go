@@ -83,6 +83,7 @@ func start(ctx context.Context, img fixtures.Image, cfg config, onTimeout func()
 		Mounts:     cfg.mounts,
 		Privileged: cfg.privileged,
 		Dir:        firstNonEmpty(cfg.dir, res.Config.WorkingDir),
+		Resources:  cfg.resources,
 	}
 	if cfg.keep {
 		if err := e.makeKeepDir(&icfg); err != nil {

@@ -57,6 +57,9 @@ type Result struct {
 	ExitCode int
 	// Err is the error behind a non-zero ExitCode (nil for a command that exited 0).
 	Err error
+	// OOMKilled: the command died (ExitCode 137) because the container reached WithMemory's
+	// limit. PidsLimited: WithPids' limit refused a fork while it ran.
+	OOMKilled, PidsLimited bool
 }
 
 // Sandbox is one running container. Make it with Container; it ends with the test. It is an
@@ -274,6 +277,9 @@ func (s *Sandbox) run(stdin io.Reader, name string, arg ...string) Result {
 		r.ExitCode = -1
 		r.Stderr += err.Error() + "\n"
 	}
+	if st := cmd.State(); st != nil {
+		r.OOMKilled, r.PidsLimited = st.OOMKilled(), st.PidsLimited()
+	}
 	s.record(cmd.Args, r)
 	return r
 }
@@ -290,6 +296,9 @@ func (s *Sandbox) MustRun(name string, arg ...string) string {
 
 func (s *Sandbox) record(args []string, r Result) {
 	line := fmt.Sprintf("$ %s -> exit %d", quoteArgs(args), r.ExitCode)
+	if r.OOMKilled {
+		line += " (OOM-killed)"
+	}
 	if tail := lastLines(r.Stderr, 3); tail != "" {
 		line += "; stderr: " + tail
 	}

@@ -18,6 +18,7 @@ type config struct {
 	timeout    time.Duration
 	privileged bool
 	keep       bool
+	resources  *isolate.Resources // nil: no cgroup
 }
 
 // WithVolume mounts the host directory (or file) hostDir at containerDir, read-only if asked.
@@ -80,4 +81,36 @@ func WithPrivileged() Option {
 // ISORUN_KEEP=1 environment variable does for every container; the test log says where.
 func WithKeep() Option {
 	return func(c *config) { c.keep = true }
+}
+
+// WithMemory limits the memory the container's processes use together to bytes (page cache and
+// the container's writes, which live in memory, included; no swap on top). Past it the kernel's
+// OOM killer kills the biggest of them: Result.OOMKilled and ExitError.OOMKilled say so. See
+// ParseMemory for "64m"-style sizes.
+func WithMemory(bytes int64) Option {
+	return func(c *config) { c.res().Memory = bytes }
+}
+
+// WithPids limits the number of processes (threads included, the container's init too) the
+// container may have at once; a fork past it fails (Result.PidsLimited). A fork bomb stays in.
+func WithPids(n int64) Option {
+	return func(c *config) { c.res().Pids = n }
+}
+
+// WithCPU limits the container to cpus CPUs' worth of time (0.5: half of one CPU; 2: two).
+func WithCPU(cpus float64) Option {
+	return func(c *config) { c.res().CPU = cpus }
+}
+
+// WithAccounting gives the container a cgroup without limits, for Stats alone (every limit
+// option implies it).
+func WithAccounting() Option {
+	return func(c *config) { c.res() }
+}
+
+func (c *config) res() *isolate.Resources {
+	if c.resources == nil {
+		c.resources = &isolate.Resources{}
+	}
+	return c.resources
 }
