@@ -12,6 +12,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/isorun/isorun/fixtures"
+	"github.com/isorun/isorun/isolate"
 )
 
 const imageHelp = `Usage: isorun image COMMAND
@@ -286,7 +287,8 @@ func matchDigest(list []fixtures.CachedImage, arg string) (string, error) {
 const gcHelp = `Usage: isorun gc
 
 Remove what killed runs left in the image cache: unpackings cut short, and the layers
-committed by processes that have ended. Images stay (see 'isorun image rm'). Prints each
+committed by processes that have ended; and the empty cgroups of their containers with
+resource limits (--memory, --pids, --cpus). Images stay (see 'isorun image rm'). Prints each
 directory removed. Containers themselves never need this: they die with isorun.
 
 Example:
@@ -305,6 +307,11 @@ func cmdGC(args []string) int {
 	if err != nil {
 		return fail(fmt.Errorf("gc: %w", err))
 	}
+	cgroups, err := isolate.GC()
+	if err != nil {
+		return fail(fmt.Errorf("gc: %w", err))
+	}
+	removed = append(removed, cgroups...)
 	for _, d := range removed {
 		fmt.Println(d)
 	}

@@ -2,7 +2,8 @@
 // testscript scenarios with container commands, and manages the image cache.
 //
 //	isorun run [--image REF] [-v HOST:CTR[:ro]]... [-e KEY=VAL]... [-w DIR] [--hostname NAME]
-//	           [--timeout DUR] [--diff] [--json] [--commit OUT.tar] [-i] [-t] [--] CMD [ARG...]
+//	           [--timeout DUR] [--memory SIZE] [--pids N] [--cpus F] [--diff] [--json]
+//	           [--commit OUT.tar] [-i] [-t] [--] CMD [ARG...]
 //	isorun script FILE.txtar...
 //	isorun image import|ls|rm ...
 //	isorun gc
@@ -39,7 +40,7 @@ Usage:
   isorun run [OPTIONS] [--] CMD [ARG...]   run a command in a new container
   isorun script FILE.txtar...             run testscript scenarios with container commands
   isorun image import|ls|rm ...           manage the image cache
-  isorun gc                               remove what killed runs left in the cache
+  isorun gc                               remove what killed runs left (cache, cgroups)
   isorun version                          print the version
 
 Examples:

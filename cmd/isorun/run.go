@@ -46,6 +46,7 @@ Examples:
   isorun run --image busybox --commit base.tar -- sh -c 'mkdir /opt/tool'
   isorun run --image base.tar -- ls /opt
   isorun run --timeout 30s --image busybox -- sh -c 'sleep 60'  # killed: exit 137
+  isorun run --memory 64m --pids 100 --cpus 0.5 --image busybox -- tail /dev/zero  # OOM: 137
   isorun run -it --image busybox --diff -- sh               # an interactive shell
 `
 
@@ -71,10 +72,13 @@ type runOptions struct {
 	stdin      bool
 	tty        bool
 	privileged bool
+	memory     string
+	pids       int64
+	cpus       float64
 }
 
 // valueFlags are the flags that take a value: expandShort must not split their values.
-var valueFlags = []string{"image", "v", "volume", "e", "env", "w", "workdir", "u", "user", "hostname", "timeout", "commit", "tmpfs"}
+var valueFlags = []string{"image", "v", "volume", "e", "env", "w", "workdir", "u", "user", "hostname", "timeout", "commit", "tmpfs", "memory", "pids", "cpus"}
 
 // expandShort spells docker's combined -it and -ti as -i -t, up to the command.
 func expandShort(args []string) []string {
@@ -121,6 +125,9 @@ func cmdRun(args []string) int {
 	fs.BoolVar(&o.tty, "tty", false, "same as -t")
 	fs.Var(&o.tmpfs, "tmpfs", "mount an empty tmpfs at `DIR`, not part of the diff (repeatable)")
 	fs.BoolVar(&o.privileged, "privileged", false, "keep every capability for the command")
+	fs.StringVar(&o.memory, "memory", "", "limit the container's memory to `SIZE` (64m, 1g; no swap): past it the OOM killer ends the command (137)")
+	fs.Int64Var(&o.pids, "pids", 0, "limit the container to `N` processes (threads included)")
+	fs.Float64Var(&o.cpus, "cpus", 0, "limit the container to `F` CPUs' worth of time (0.5, 2)")
 	if code, done := parseFlags(fs, expandShort(args), runHelp); done {
 		return code
 	}
@@ -245,6 +252,11 @@ func run(o runOptions, argv []string) int {
 	if timedOut {
 		fmt.Fprintf(os.Stderr, "isorun: timeout: %s killed after --timeout %v\n", argv[0], o.timeout)
 	}
+	if st := cmd.State(); st != nil && st.OOMKilled() {
+		fmt.Fprintf(os.Stderr, "isorun: out of memory: %s was OOM-killed at --memory %s\n", argv[0], o.memory)
+	} else if st != nil && st.PidsLimited() {
+		fmt.Fprintf(os.Stderr, "isorun: --pids %d refused a fork while %s ran\n", o.pids, argv[0])
+	}
 
 	if o.diff || o.json {
 		ch, err := e.Diff()
@@ -322,6 +334,25 @@ func (o runOptions) harnessOptions() ([]harness.Option, error) {
 	}
 	if o.privileged {
 		opts = append(opts, harness.WithPrivileged())
+	}
+	if o.memory != "" {
+		n, err := harness.ParseMemory(o.memory)
+		if err != nil {
+			return nil, fmt.Errorf("--memory: %w", err)
+		}
+		opts = append(opts, harness.WithMemory(n))
+	}
+	if o.pids < 0 {
+		return nil, fmt.Errorf("--pids %d: want a positive number of processes", o.pids)
+	}
+	if o.pids > 0 {
+		opts = append(opts, harness.WithPids(o.pids))
+	}
+	if o.cpus < 0 {
+		return nil, fmt.Errorf("--cpus %v: want a positive number of CPUs", o.cpus)
+	}
+	if o.cpus > 0 {
+		opts = append(opts, harness.WithCPU(o.cpus))
 	}
 	return opts, nil
 }
