@@ -33,8 +33,9 @@
 //	    Start a container called NAME on IMAGE: busybox (the default), host, an image archive
 //	    or directory (any fixtures.Open reference), or the IMAGENAME of an earlier ccommit.
 //	    Options: -v HOST:CTR[:ro] (a volume; a colon in a path is written \:), -e KEY=VAL,
-//	    -w DIR, -u USER, -hostname NAME, -tmpfs DIR, -privileged; each may come before or after
-//	    NAME and IMAGE, and -v, -e and -tmpfs repeat. `! container` wants the start to fail (a
+//	    -w DIR, -u USER, -hostname NAME, -tmpfs DIR, -privileged, and the resource limits
+//	    -memory SIZE (64m), -pids N, -cpus F (a command the OOM killer ends says "out of memory"
+//	    on stderr); each may come before or after NAME and IMAGE, and -v, -e and -tmpfs repeat. `! container` wants the start to fail (a
 //	    missing image, a bad volume spec), with the reason on stderr.
 //	[!] cexec NAME CMD [ARG...] [&ID&]
 //	    Run CMD in container NAME (argv as is, no shell); its stdout and stderr become the

@@ -153,7 +153,7 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
-const containerUsage = "usage: container NAME [IMAGE] [-v HOST:CTR[:ro]]... [-e KEY=VAL]... [-w DIR] [-u USER] [-hostname NAME] [-tmpfs DIR]... [-privileged]"
+const containerUsage = "usage: container NAME [IMAGE] [-v HOST:CTR[:ro]]... [-e KEY=VAL]... [-w DIR] [-u USER] [-hostname NAME] [-tmpfs DIR]... [-privileged] [-memory SIZE] [-pids N] [-cpus F]"
 
 func cmdContainer(ts *testscript.TestScript, neg bool, args []string) {
 	fs := flag.NewFlagSet("container", flag.ContinueOnError)
@@ -166,6 +166,9 @@ func cmdContainer(ts *testscript.TestScript, neg bool, args []string) {
 	user := fs.String("u", "", "")
 	hostname := fs.String("hostname", "", "")
 	privileged := fs.Bool("privileged", false, "")
+	memory := fs.String("memory", "", "")
+	pids := fs.Int64("pids", 0, "")
+	cpus := fs.Float64("cpus", 0, "")
 	// Options may come before or after NAME and IMAGE: parse, take a word, parse again.
 	var pos []string
 	for {
@@ -213,6 +216,19 @@ func cmdContainer(ts *testscript.TestScript, neg bool, args []string) {
 	if *privileged {
 		opts = append(opts, harness.WithPrivileged())
 	}
+	if *memory != "" {
+		n, err := harness.ParseMemory(*memory)
+		if err != nil {
+			ts.Fatalf("container: -memory: %v", err)
+		}
+		opts = append(opts, harness.WithMemory(n))
+	}
+	if *pids != 0 {
+		opts = append(opts, harness.WithPids(*pids))
+	}
+	if *cpus != 0 {
+		opts = append(opts, harness.WithCPU(*cpus))
+	}
 	e, err := func() (*harness.Engine, error) {
 		for _, spec := range vols {
 			v, err := harness.ParseVolume(spec)
@@ -258,6 +274,10 @@ func exitCode(err error) (code int, msg string, ok bool) {
 	case err == nil:
 		return 0, "", true
 	case errors.As(err, &ee):
+		if ee.OOMKilled() {
+			// Say why, so that a scenario can: stderr 'out of memory'
+			return ee.ExitCode(), ee.Error(), true
+		}
 		return ee.ExitCode(), "", true
 	case errors.As(err, &se):
 		return se.ExitCode(), se.Error(), true
