@@ -491,3 +491,31 @@ func v2Placement(ctx context.Context, mnt, root, mode string) error {
 	fmt.Printf("%s init: forked into %s, CPU %v\n", mode, want[3:len(want)-1], st.CPU)
 	return nil
 }
+
+// BenchmarkLifecycleLimits: a whole container (start, `true`, release) with and without a
+// cgroup (a memory and a pids limit): the cgroup's cost, and the pool's saving that a limited
+// container forgoes.
+func BenchmarkLifecycleLimits(b *testing.B) {
+	needRoot(b)
+	for _, bc := range []struct {
+		name string
+		res  *Resources
+	}{{"none", nil}, {"memory+pids", &Resources{Memory: 256 << 20, Pids: 1000}}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				cfg := testConfig(modeZygote)
+				cfg.Resources = bc.res
+				c, err := Start(context.Background(), cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := c.Command("true").Run(); err != nil {
+					b.Fatal(err)
+				}
+				if err := c.Release(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
