@@ -447,8 +447,9 @@ func (c *Container) Err() error {
 	return c.dead
 }
 
-// Close kills every process of the container and waits until they are gone. The overlay's upper
-// layer and root stay readable until Release. Close is idempotent.
+// Close kills every process of the container and waits until they are gone, then removes its
+// cgroup (Config.Resources; Stats keeps the last reading). The overlay's upper layer and root
+// stay readable until Release. Close is idempotent; it fails only when the cgroup would not go.
 func (c *Container) Close() error {
 	c.closing.Do(func() {
 		c.end(ErrClosed)
@@ -478,7 +479,7 @@ func (c *Container) Close() error {
 // Release closes the container (if still running) and frees its overlay and upper layer: with
 // the default tmpfs, its writes are gone.
 func (c *Container) Release() error {
-	c.Close()
+	err := c.Close() // only a cgroup that would not go fails it
 
 	if c.root != nil {
 		c.root.Close()
@@ -486,7 +487,7 @@ func (c *Container) Release() error {
 	if c.scratch != nil {
 		c.scratch.Close()
 	}
-	return nil
+	return err
 }
 
 // end records why the container ended and fails every command still waiting.
