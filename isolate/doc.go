@@ -61,10 +61,15 @@
 // The v1 code runs in the tests of this machine (hybrid); on v2 the tests check, on a cgroup2
 // mounted in a scratch mount namespace, the making and removal of the cgroup, the placement by
 // CLONE_INTO_CGROUP and the error for a missing controller, but not the limits themselves,
-// which need the controllers that hybrid hosts keep in v1. The OOM killer picks the biggest
-// process of the cgroup, which is the command and not the init (a few hundred KB for the C init,
-// a few MB for the Go one); the init's oom_score_adj cannot be lowered without
-// CAP_SYS_RESOURCE. The Go init has several threads, and counts them all against a pids limit.
+// which need the controllers that hybrid hosts keep in v1. ISORUN_CGROUP_ROOT moves
+// /sys/fs/cgroup (the tests' v2 view uses it).
+//
+// The OOM killer kills the biggest process of the cgroup: the command that ran into the limit,
+// as long as it has grown past the init (about 2 MB resident for the C init, 8 MB for the Go
+// one, mostly the binary's pages), so a limit should leave room for both. The init cannot be
+// shielded: lowering its oom_score_adj needs CAP_SYS_RESOURCE. A pids limit counts threads, the
+// init's too (1 for the C init; about 7 for the Go init, whose runtime aborts if it ever needs
+// a thread more and the limit refuses it).
 //
 // # Confinement
 //
