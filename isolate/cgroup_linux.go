@@ -212,7 +212,8 @@ func unescapeOctal(s string) string {
 type cgroup struct {
 	res Resources
 	v2  bool
-	// dirs are the cgroup's directories: one on v2, one per hierarchy on v1.
+	// dirs are the cgroup's directories: one on v2, one per hierarchy on v1. Like ctl, they do
+	// not change once newCgroup has returned (reading a removed one reads nothing).
 	dirs []string
 	// file maps a controller to its directory (v1); on v2 every controller is in dirs[0].
 	ctl map[string]string
@@ -570,6 +571,17 @@ func (c *Container) Stats() (Stats, error) {
 	return cg.stats(), nil
 }
 
+// initExited is why a container ended when its init went without being asked to: with a
+// memory limit, that may be the OOM killer's doing, and the error says so.
+func (c *Container) initExited() error {
+	if c.cg != nil && c.cg.res.Memory > 0 {
+		if c.cg.events().oomKills > 0 { // 0 once Close removed the cgroup
+			return fmt.Errorf("isolate: container %s: init exited; the OOM killer has killed in it (memory limit %d bytes)", c.id, c.cg.res.Memory)
+		}
+	}
+	return fmt.Errorf("isolate: container %s: init exited", c.id)
+}
+
 // remove keeps the final accounting and removes the cgroup, once the container's processes
 // are gone. It is idempotent.
 func (cg *cgroup) remove() error {
@@ -597,7 +609,6 @@ func (cg *cgroup) rmdirs() error {
 			first = err
 		}
 	}
-	cg.dirs = nil
 	if cg.base != "" {
 		// The shared base goes with the last container of any process; whoever needs it next
 		// makes it again (see makeV2). It fails while other containers have cgroups in it.

@@ -513,7 +513,7 @@ func (c *Container) read() {
 	for {
 		n, _, _, _, err := c.conn.ReadMsgUnix(buf, nil)
 		if err != nil || n == 0 {
-			c.end(fmt.Errorf("isolate: container %s: init exited", c.id))
+			c.end(c.initExited())
 			return
 		}
 		t := parse(buf[:n])
