@@ -123,6 +123,40 @@ func TestResourcesPlacement(t *testing.T) {
 	})
 }
 
+// TestResourcesCloseWhileRunning: Close under running commands and a reader of Stats removes
+// the cgroup all the same (and, under -race, shares nothing unsafely with them).
+func TestResourcesCloseWhileRunning(t *testing.T) {
+	forModes(t, func(t *testing.T, cfg Config) {
+		c := start(t, limited(cfg, Resources{Memory: 64 << 20, Pids: 100}))
+		cmds := make([]*Cmd, 3)
+		for i := range cmds {
+			cmds[i] = c.Command("sleep", "100")
+			require.NoError(t, cmds[i].Start())
+		}
+		stop := make(chan struct{})
+		read := make(chan struct{})
+		go func() {
+			defer close(read)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					c.Stats()
+				}
+			}
+		}()
+		dirs := cgroupDirs(c)
+		require.NoError(t, c.Close())
+		for _, cmd := range cmds {
+			assert.ErrorIs(t, cmd.Wait(), ErrClosed)
+		}
+		close(stop)
+		<-read
+		requireGone(t, dirs)
+	})
+}
+
 func TestResourcesOOM(t *testing.T) {
 	forModes(t, func(t *testing.T, cfg Config) {
 		c := start(t, limited(cfg, Resources{Memory: 32 << 20}))
