@@ -54,7 +54,9 @@ func ApplyLayer(root string, r io.Reader, opt ApplyOptions) error {
 		if err != nil {
 			return fmt.Errorf("apply layer to %s: read tar: %w", root, err)
 		}
-		if err := a.entry(hdr, tr); err != nil {
+		err = a.entry(hdr, tr)
+		a.closeRetired()
+		if err != nil {
 			return fmt.Errorf("apply layer: entry %q: %w", hdr.Name, err)
 		}
 	}
@@ -80,6 +82,9 @@ type layerApplier struct {
 	// Removing a directory or symlink may change what a path resolves to, so any such removal
 	// flushes the cache (forgetDirs).
 	dirs map[string]layerDir
+	// retired holds the descriptors forgetDirs took out of dirs, closed once the entry is done:
+	// the entry being applied may still hold one (the parent of a symlink it replaces).
+	retired []int
 	// written holds every path this layer has created, by resolved path (true for directories,
 	// including the parents it created implicitly): an opaque marker hides only what earlier
 	// layers put there, and a whiteout never removes what its own layer wrote. Resolved, because
@@ -108,15 +113,25 @@ type layerDirMeta struct {
 
 func (a *layerApplier) close() {
 	a.forgetDirs()
+	a.closeRetired()
 	unix.Close(a.rootfd)
 }
 
-// forgetDirs closes the cached parent directories.
+// forgetDirs empties the cache of parent directories. It does not close them yet (see retired):
+// the caller, or a caller up the stack, may be using one.
 func (a *layerApplier) forgetDirs() {
 	for k, d := range a.dirs {
-		unix.Close(d.fd)
+		a.retired = append(a.retired, d.fd)
 		delete(a.dirs, k)
 	}
+}
+
+// closeRetired closes what forgetDirs took out of the cache; call it between entries.
+func (a *layerApplier) closeRetired() {
+	for _, fd := range a.retired {
+		unix.Close(fd)
+	}
+	a.retired = a.retired[:0]
 }
 
 const layerDirCacheMax = 256
@@ -343,11 +358,8 @@ func (a *layerApplier) removeAt(pfd int, name string, mode uint32) error {
 		}
 		return nil
 	case unix.S_IFLNK:
-		// A parent path cached through this symlink no longer resolves to the same place; pfd is
-		// one of the cached descriptors, so unlink before forgetting them.
-		err := unix.Unlinkat(pfd, base, 0)
+		// A parent path cached through this symlink no longer resolves to the same place.
 		a.forgetDirs()
-		return err
 	}
 	return unix.Unlinkat(pfd, base, 0)
 }

@@ -599,3 +599,37 @@ func TestApplyLayerWhiteoutOfSymlinkInSubdir(t *testing.T) {
 	require.NoError(t, alApply(t, root, opt, alDir("bin/", 0o755), alFile("bin/.wh.vi", "", 0o644)))
 	assert.Equal(t, []string{"bin drwxr-xr-x", "bin/busybox -rwxr-xr-x bb"}, alTree(t, root))
 }
+
+// An entry that replaces what an earlier layer has in a subdirectory: removing a symlink or a
+// directory flushes the cached parent descriptors, and the entry's own parent must survive that
+// until the new entry is made (isorun run --commit of `ln -sf /etc/new /bin/ls`).
+func TestApplyLayerReplaceInSubdir(t *testing.T) {
+	opt := ApplyOptions{NoChown: os.Geteuid() != 0}
+	base := []alEntry{
+		alDir("d/", 0o755),
+		alFile("d/f", "f", 0o644),
+		alSymlink("d/link", "f"),
+		alDir("d/sub/", 0o755),
+		alFile("d/sub/x", "x", 0o644),
+	}
+	tests := []struct {
+		name  string
+		entry alEntry
+		want  string // d/NAME's line in the tree
+	}{
+		{"symlink by symlink", alSymlink("d/link", "sub"), "d/link Lrwxrwxrwx -> sub"},
+		{"symlink by file", alFile("d/link", "now a file", 0o600), "d/link -rw------- now a file"},
+		{"symlink by directory", alDir("d/link/", 0o700), "d/link drwx------"},
+		{"symlink by hard link", alHardlink("d/link", "d/f"), "d/link -rw-r--r-- f"},
+		{"directory by file", alFile("d/sub", "now a file", 0o600), "d/sub -rw------- now a file"},
+		{"directory by symlink", alSymlink("d/sub", "f"), "d/sub Lrwxrwxrwx -> f"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			require.NoError(t, alApply(t, root, opt, base...))
+			require.NoError(t, alApply(t, root, opt, alDir("d/", 0o755), tt.entry))
+			assert.Contains(t, alTree(t, root), tt.want)
+		})
+	}
+}
