@@ -83,7 +83,10 @@ func (c Changes) String() string {
 
 // MarshalJSON writes `[{"kind":"A","path":"/x"}, ...]` sorted by path, and
 // `[]` (never null) when there are no changes, so consumers need not
-// special-case an empty diff.
+// special-case an empty diff. JSON strings are Unicode: a path that is not
+// valid UTF-8 (Linux allows any byte) is written with each invalid byte
+// replaced by U+FFFD, so it does not read back the same; the text form
+// carries such paths exactly.
 func (c Changes) MarshalJSON() ([]byte, error) {
 	s := []Change(c.sorted()) // the plain slice type, or Marshal would recurse
 	if s == nil {
