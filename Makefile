@@ -31,6 +31,18 @@ vet:
 test: deps vet
 	$(GO) test -race -count=1 ./...
 
+# fuzz runs every fuzzer for FUZZTIME each, one after another on one worker (-parallel=1, so
+# the machine stays usable); what a fuzzer finds lands in its package's testdata/fuzz/<Name>/.
+FUZZTIME ?= 5m
+FUZZERS  := overlay:FuzzApplyLayer overlay:FuzzDiff overlay:FuzzChangesJSON fixtures:FuzzOpenArchive \
+            fixtures:FuzzParseRef harness:FuzzParseVolume
+fuzz:
+	@for f in $(FUZZERS); do \
+	  pkg=$${f%%:*}; name=$${f#*:}; \
+	  echo "== $$name ($$pkg, $(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -parallel 1 ./$$pkg || exit 1; \
+	done
+
 # demo: what does an installer change? Run it in a throwaway container: its output, then the diff.
 demo: deps build
 	./$(BIN) run --image busybox --diff -- sh -c '\
