@@ -33,8 +33,8 @@ container's writes), a tar archive (docker export, docker save or OCI archive) o
 directory (a root filesystem or an OCI layout); ARCHIVE:TAG picks one image of several.
 
 A volume is HOST:CTR or HOST:CTR:ro; a colon, space or backslash inside a path is written
-with a backslash before it (/data\:2024:/in). A missing host directory is made; a volume's
-content is never part of the diff or the commit.
+with a backslash before it (/data\:2024:/in). A missing host directory is made. Neither a
+volume's or --tmpfs's content nor the mount point made for it is part of the diff or the commit.
 
 SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to isorun go to the command.
 
