@@ -192,6 +192,9 @@ func (cmd *Cmd) startError(ev event) error {
 	default:
 		e.Op = "set up stdio"
 	}
+	if ev.stage == stageCreds && ev.errno == syscall.EINVAL && cmd.c.cfg.Rootless {
+		e.Err = fmt.Errorf("%w (%s)", ev.errno, rootlessOneID)
+	}
 	if ev.errno == syscall.EAGAIN && cmd.c.cg != nil && cmd.c.cg.res.Pids > 0 {
 		e.Err = fmt.Errorf("%w (the container is at its pids limit of %d)", ev.errno, cmd.c.cg.res.Pids)
 	}

@@ -30,6 +30,10 @@ type Config struct {
 	// Resources, when set, gives the container a cgroup with these limits (and the accounting
 	// of Container.Stats); nil makes no cgroup at all.
 	Resources *Resources
+	// Rootless runs the container in a user namespace of its own, the caller mapped to root in
+	// it (see userns_linux.go). It is always so when the process is not root, or when
+	// ISORUN_ROOTLESS=1 (see Rootless); root sets it to try the rootless path.
+	Rootless bool
 
 	// initMode overrides ISORUN_INIT for this container (see initMode); tests only.
 	initMode string

@@ -64,6 +64,7 @@ func Start(ctx context.Context, cfg Config) (_ *Container, err error) {
 	if (cfg.Upper == "") != (cfg.Work == "") {
 		return nil, errors.New("isolate: start container: Config.Upper and Config.Work go together")
 	}
+	cfg.Rootless = cfg.Rootless || Rootless()
 	c := &Container{id: newID(), cfg: cfg, pidfd: -1, jobs: map[string]*Cmd{}, done: make(chan struct{}), reaped: make(chan struct{})}
 	// A failed start leaves no trace, not even the volume directories it made on the host.
 	defer func() {
@@ -89,7 +90,7 @@ func Start(ctx context.Context, cfg Config) (_ *Container, err error) {
 		return nil, err
 	}
 	if err = c.spawn(ctx); err != nil {
-		return nil, err
+		return nil, c.explainRootless(err)
 	}
 	// The setup may be larger than the socket buffer; the init reads it only once it runs.
 	sent := make(chan error, 1)
@@ -99,7 +100,7 @@ func Start(ctx context.Context, cfg Config) (_ *Container, err error) {
 	}()
 	if err := c.awaitReady(ctx, sent); err != nil {
 		c.Close()
-		return nil, err
+		return nil, c.explainRootless(err)
 	}
 	go c.read()
 	return c, nil
@@ -119,11 +120,11 @@ func (c *Container) spawn(ctx context.Context) error {
 	if mode == modeZygote {
 		var r *readyInit
 		if c.cg == nil { // a container with a cgroup is forked into it: see cgroup_linux.go
-			r = takeReady()
+			r = takeReady(c.cfg.Rootless)
 		}
 		if r == nil {
 			var err error
-			if r, err = newInit(ctx, namespaces, false, c.cg.cloneFD()); err != nil {
+			if r, err = newInit(ctx, c.cloneFlags(), false, c.cg.cloneFD()); err != nil {
 				return fmt.Errorf("isolate: start container %s: %w", c.id, err)
 			}
 		}
@@ -163,6 +164,9 @@ func (c *Container) spawnExec(ctrl *os.File, mode string) error {
 		which = "c"
 	}
 	sys := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL, Cloneflags: namespaces}
+	if c.cfg.Rootless {
+		mapCaller(sys)
+	}
 	if fd := c.cg.cloneFD(); fd != nil {
 		sys.UseCgroupFD, sys.CgroupFD = true, int(fd.Fd()) // clone3(CLONE_INTO_CGROUP)
 	}
@@ -278,6 +282,7 @@ func (c *Container) setupMessage() ([]byte, error) {
 	for _, p := range c.cg.procsFiles() {
 		m.strs("cgroup", p)
 	}
+	c.usernsOp(m)
 	m.str("rslave")
 	host := c.cfg.Hostname
 	if host == "" {
@@ -299,11 +304,8 @@ func (c *Container) setupMessage() ([]byte, error) {
 		}
 		m.str(l)
 	}
-	// index=off and metacopy=off keep the upper a plain, self-contained layer; redirect_dir=off
-	// makes renaming a lower directory copy it up instead of writing a redirect xattr that only
-	// this kernel's overlay could read back.
-	m.strs(upper, work, "index=off,metacopy=off,redirect_dir=off")
-	m.strs("dev", "/dev", "0", "proc", "/proc", "sysfs", "/sys")
+	m.strs(upper, work, c.overlayOptions())
+	m.strs("dev", "/dev", c.devFlag(), "proc", "/proc", "sysfs", "/sys")
 	mounts, err := orderMounts(c.cfg.Mounts)
 	if err != nil {
 		return nil, err

@@ -215,7 +215,7 @@ func alive(pid int) bool {
 var sharedRootTests = []string{
 	"TestRootHoldsOnlyImage", "TestNoHostMounts", "TestVolumes", "TestVolumeTargetSymlink",
 	"TestHostMountsUnchanged", "TestCloseLeavesNoProcess", "TestLoopback", "TestRunAndExitCodes",
-	"TestSetupErrors",
+	"TestSetupErrors", "TestRootless",
 }
 
 // TestSharedRoot: on systemd hosts "/" is shared, and a runtime that forgets to make it slave in

@@ -63,6 +63,9 @@ type goInitState struct {
 	scratch *os.File // the tmpfs holding upper/ and work/
 	created []string
 	pivoted bool
+	// groupsDenied: setgroups is denied in our user namespace (rootless), so commands keep the
+	// groups we have.
+	groupsDenied bool
 
 	wmu  sync.Mutex
 	mu   sync.Mutex
@@ -155,6 +158,9 @@ func (s *goInitState) setup() error {
 		unix.Close(null)
 	}
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	if b, err := os.ReadFile("/proc/self/setgroups"); err == nil && strings.HasPrefix(string(b), "deny") {
+		s.groupsDenied = true
+	}
 	m := new(message).str("ok").strs(s.created...)
 	if s.scratch != nil {
 		m.fds = append(m.fds, int(s.scratch.Fd()))
@@ -253,6 +259,11 @@ func (s *goInitState) op(op string, t *tokens) error {
 	case "sysfs":
 		dst := arg()
 		m, err := makeFS("sysfs", "", unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC|unix.MOUNT_ATTR_RDONLY)
+		if (err == unix.EPERM || err == unix.EACCES) && inUserns() {
+			// See op_sysfs in init_linux.c: the host's /sys, read-only, when the kernel refuses
+			// a sysfs of our own in a user namespace.
+			m, err = bindReadOnly("/sys")
+		}
 		if err != nil {
 			return fail("mount sysfs on "+dst, err)
 		}
@@ -329,6 +340,20 @@ func (s *goInitState) op(op string, t *tokens) error {
 		return fail("setup", fmt.Errorf("%w: unknown op %q", syscall.EPROTO, op))
 	}
 	return nil
+}
+
+// bindReadOnly makes a detached read-only copy of the mount tree at src.
+func bindReadOnly(src string) (int, error) {
+	m, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err != nil {
+		return -1, err
+	}
+	attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC}
+	if err := unix.MountSetattr(m, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
+		unix.Close(m)
+		return -1, err
+	}
+	return m, nil
 }
 
 // makeFS creates a detached mount of a new filesystem; opts are comma-separated key=value pairs
@@ -723,7 +748,7 @@ func (s *goInitState) exec(t *tokens, fds []int, dropped *bool) {
 	defer closeFds(nulls)
 	attr := &syscall.ProcAttr{Dir: dir, Env: env, Files: files, Sys: &syscall.SysProcAttr{
 		Setsid:     true,
-		Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups},
+		Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups, NoSetGroups: s.groupsDenied},
 	}}
 	if flags&execTTY != 0 {
 		// ForkExec would report a stdin that is no terminal as a failed exec: check first.
@@ -747,41 +772,50 @@ func (s *goInitState) exec(t *tokens, fds []int, dropped *bool) {
 	if err != nil {
 		// ForkExec's child changes credentials, then chdirs, then execs, and reports only an
 		// errno: tell a directory the user may not enter from a program it may not run.
-		if cerr := canEnter(dir, uint32(uid), uint32(gid), groups); cerr != nil {
-			failed(stageChdir, cerr, dir)
+		if stage, cerr := canEnter(dir, uint32(uid), uint32(gid), groups, s.groupsDenied); cerr != nil {
+			failed(stage, cerr, dir)
 			return
 		}
 		failed(stageExec, err, prog)
 	}
 }
 
-// canEnter says whether uid/gid/groups may chdir into dir. It checks on a thread of its own whose
+// canEnter says whether uid/gid/groups may chdir into dir, or else at which stage they fail:
+// stageCreds when the credentials themselves cannot be taken (an unmapped uid in a user
+// namespace), stageChdir when they may not enter. It checks on a thread of its own whose
 // credentials it changes (raw syscalls change only the calling thread), and which the runtime
 // then discards because the goroutine exits locked to it.
-func canEnter(dir string, uid, gid uint32, groups []uint32) error {
-	res := make(chan error, 1)
+func canEnter(dir string, uid, gid uint32, groups []uint32, groupsDenied bool) (stage int, _ error) {
+	type result struct {
+		stage int
+		err   error
+	}
+	res := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
 		var gp unsafe.Pointer
 		if len(groups) > 0 {
 			gp = unsafe.Pointer(&groups[0])
 		}
-		if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(groups)), uintptr(gp), 0); e != 0 {
-			res <- e
+		if groupsDenied {
+			// The command keeps our groups, as the thread does.
+		} else if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(groups)), uintptr(gp), 0); e != 0 {
+			res <- result{stageCreds, e}
 			return
 		}
 		if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(gid), uintptr(gid), uintptr(gid)); e != 0 {
-			res <- e
+			res <- result{stageCreds, e}
 			return
 		}
 		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
-			res <- e
+			res <- result{stageCreds, e}
 			return
 		}
 		// access(2) checks with the real ids, which are now the command's.
-		res <- unix.Access(dir, unix.X_OK)
+		res <- result{stageChdir, unix.Access(dir, unix.X_OK)}
 	}()
-	return <-res
+	r := <-res
+	return r.stage, r.err
 }
 
 // lookPath finds name as execvp would over the command's PATH (not ours).

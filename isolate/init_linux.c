@@ -262,7 +262,8 @@ static int scratchfd = -1; // the tmpfs holding upper/ and work/, when the init 
 static int pivoted;
 static struct out *created;
 // What a pooled init did before it had a container to set up (see prewarm).
-static int pre_rslave, pre_lo, pre_dev = -1, pre_pts = -1, pre_shm = -1, pre_scratch = -1; // mount points the setup had to create, reported with "ok"
+static int pre_rslave, pre_lo, pre_dev = -1, pre_pts = -1, pre_shm = -1, pre_scratch = -1;
+static int pre_userns, pre_dev_rootless; // a pooled rootless init mapped itself; its /dev binds the host's nodes // mount points the setup had to create, reported with "ok"
 
 static void write_file(const char *path, const char *data) {
 	int fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -558,6 +559,12 @@ static void op_dev(struct msg *m) {
 	if (!rootless) fail("dev", EINVAL, "short message");
 	int dev = pre_dev, pts = pre_pts, shm = pre_shm;
 	pre_dev = pre_pts = pre_shm = -1;
+	if (dev >= 0 && pre_dev_rootless != (*rootless == '1')) {
+		close(dev);
+		close(pts);
+		close(shm);
+		dev = -1;
+	}
 	if (dev < 0) make_dev(*rootless == '1', &dev, &pts, &shm);
 	int t = open_target(dst, 0);
 	if (move_mount_(dev, "", t, "", MOVE_MOUNT_F_EMPTY_PATH_ | MOVE_MOUNT_T_EMPTY_PATH_) < 0)
@@ -625,9 +632,11 @@ static void op_lo(void) {
 	close(s);
 }
 
-static void op_userns(struct msg *m) {
-	const char *uid = tok(m), *gid = tok(m);
-	if (!gid) fail("userns", EINVAL, "short message");
+// map_ids maps root in our new user namespace to uid and gid outside, the only mapping an
+// unprivileged creator may write itself: one line each, setgroups denied first (else gid_map is
+// refused). We have every capability in the namespace (we made it and exec'd nothing), and
+// become its root.
+static void map_ids(const char *uid, const char *gid) {
 	char map[64];
 	snprintf(map, sizeof map, "0 %s 1\n", uid);
 	write_file("/proc/self/uid_map", map);
@@ -635,6 +644,57 @@ static void op_userns(struct msg *m) {
 	snprintf(map, sizeof map, "0 %s 1\n", gid);
 	write_file("/proc/self/gid_map", map);
 	if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) fail("become root in the user namespace", errno, NULL);
+}
+
+static char zygote_uid[24], zygote_gid[24]; // the zygote's ids, for a pooled init to map itself
+
+static void op_userns(struct msg *m) {
+	const char *uid = tok(m), *gid = tok(m);
+	if (!gid) fail("userns", EINVAL, "short message");
+	if (pre_userns) {
+		// A pooled init mapped itself to the zygote's ids, which are the parent's.
+		if (strcmp(uid, zygote_uid) || strcmp(gid, zygote_gid))
+			fail("userns", EINVAL, "a prewarmed init is mapped to other ids");
+		return;
+	}
+	map_ids(uid, gid);
+}
+
+// in_userns says whether we are in a user namespace other than the initial one (whose uid_map
+// maps the whole range onto itself).
+static int in_userns(void) {
+	char b[128];
+	int fd = open("/proc/self/uid_map", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) return 0;
+	ssize_t n = read(fd, b, sizeof b - 1);
+	close(fd);
+	if (n <= 0) return 0;
+	b[n] = 0;
+	unsigned long a, c, l;
+	return !(sscanf(b, "%lu %lu %lu", &a, &c, &l) == 3 && a == 0 && c == 0 && l == 4294967295UL);
+}
+
+// op_sysfs mounts a sysfs of our net namespace read-only. In a user namespace the kernel may
+// refuse it (a host /sys with mounts hiding parts of it is "too revealing" to remount): the
+// host's /sys, bound read-only with everything below it, is then the next best thing.
+static void op_sysfs(struct msg *m) {
+	const char *dst = tok(m);
+	if (!dst) fail("sysfs", EINVAL, "short message");
+	unsigned attrs = MOUNT_ATTR_NOSUID_ | MOUNT_ATTR_NODEV_ | MOUNT_ATTR_NOEXEC_ | MOUNT_ATTR_RDONLY_;
+	int mnt = -1, err = 0;
+	int fs = fsopen_("sysfs", FSOPEN_CLOEXEC_);
+	if (fs >= 0 && fsconfig_(fs, FSCONFIG_CMD_CREATE_, NULL, NULL, 0) == 0) mnt = fsmount_(fs, FSMOUNT_CLOEXEC_, attrs);
+	err = errno;
+	if (fs >= 0) close(fs);
+	if (mnt < 0 && (err == EPERM || err == EACCES) && in_userns()) {
+		mnt = open_tree_(AT_FDCWD, "/sys", OPEN_TREE_CLONE_ | OPEN_TREE_CLOEXEC_ | AT_RECURSIVE_);
+		if (mnt < 0) fail("bind the host's /sys", errno, NULL);
+		struct mount_attr_ a = {.attr_set = MOUNT_ATTR_RDONLY_ | MOUNT_ATTR_NOSUID_ | MOUNT_ATTR_NODEV_ | MOUNT_ATTR_NOEXEC_};
+		if (syscall(SYS_mount_setattr, mnt, "", AT_EMPTY_PATH | AT_RECURSIVE_, &a, sizeof a) < 0)
+			fail("make the host's /sys read-only", errno, NULL);
+	}
+	if (mnt < 0) fail(step("mount sysfs for %s", dst, NULL), err, NULL);
+	attach(mnt, dst, 0, "sysfs");
 }
 
 static void op_cgroup(struct msg *m) {
@@ -653,12 +713,17 @@ static void rslave(void) {
 
 // prewarm does, in an init the zygote forks ahead of demand, the part of every setup that
 // depends on nothing the parent will say: the container then costs only what is its own.
-static void prewarm(void) {
+static void prewarm(int userns) {
+	if (userns) {
+		map_ids(zygote_uid, zygote_gid);
+		pre_userns = 1;
+	}
 	rslave();
 	pre_rslave = 1;
 	op_lo();
 	pre_lo = 1;
-	make_dev(0, &pre_dev, &pre_pts, &pre_shm);
+	make_dev(userns, &pre_dev, &pre_pts, &pre_shm);
+	pre_dev_rootless = userns;
 	pre_scratch = make_scratch(DEFAULT_SCRATCH);
 }
 
@@ -688,12 +753,8 @@ static void setup(void) {
 			const char *dst = tok(&m);
 			if (!dst) fail("proc", EINVAL, "short message");
 			attach(make_fs("proc", NULL, MOUNT_ATTR_NOSUID_ | MOUNT_ATTR_NODEV_ | MOUNT_ATTR_NOEXEC_, dst), dst, 0, "proc");
-		} else if (!strcmp(op, "sysfs")) {
-			const char *dst = tok(&m);
-			if (!dst) fail("sysfs", EINVAL, "short message");
-			attach(make_fs("sysfs", NULL, MOUNT_ATTR_NOSUID_ | MOUNT_ATTR_NODEV_ | MOUNT_ATTR_NOEXEC_ | MOUNT_ATTR_RDONLY_, dst),
-			       dst, 0, "sysfs");
-		} else if (!strcmp(op, "pivot")) op_pivot();
+		} else if (!strcmp(op, "sysfs")) op_sysfs(&m);
+		else if (!strcmp(op, "pivot")) op_pivot();
 		else if (!strcmp(op, "mask")) op_mask(&m);
 		else if (!strcmp(op, "ro")) op_ro(&m);
 		else if (!strcmp(op, "lo")) {
@@ -734,6 +795,7 @@ struct job {
 static struct job *jobs;
 static size_t njobs, capjobs;
 static int last_cap = -1;
+static int groups_denied; // setgroups is denied in our user namespace: commands keep our groups
 
 // Docker's default capability set: what a command keeps unless the container is privileged.
 static const int default_caps[] = {CAP_CHOWN,      CAP_DAC_OVERRIDE, CAP_FOWNER,           CAP_FSETID, CAP_KILL,
@@ -789,7 +851,7 @@ static int spawn_child(void *arg) {
 		for (int c = 0; c <= last_cap; c++)
 			if (!is_default_cap(c) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL) goto caps;
 	}
-	if (setgroups(s->ngroups, s->groups) < 0 || setresgid(s->gid, s->gid, s->gid) < 0 ||
+	if ((!groups_denied && setgroups(s->ngroups, s->groups) < 0) || setresgid(s->gid, s->gid, s->gid) < 0 ||
 	    setresuid(s->uid, s->uid, s->uid) < 0) {
 		s->stage = ST_CREDS;
 		s->err = errno;
@@ -971,6 +1033,12 @@ static void __attribute__((noreturn)) init_main(void) {
 	FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
 	if (!f || fscanf(f, "%d", &last_cap) != 1) last_cap = 63;
 	if (f) fclose(f);
+	char sg[16] = "";
+	if ((f = fopen("/proc/self/setgroups", "re"))) {
+		if (!fgets(sg, sizeof sg, f)) sg[0] = 0;
+		fclose(f);
+	}
+	groups_denied = !strncmp(sg, "deny", 4);
 	struct pollfd p[2] = {{ctrl, POLLIN, 0}, {sfd, POLLIN, 0}};
 	for (;;) {
 		if (poll(p, 2, -1) < 0) {
@@ -1069,11 +1137,13 @@ static pid_t fork_init(unsigned long long flags, int cg, int ctrl_fd, int warm, 
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	if (getppid() == 1) _exit(1); // the zygote died between clone and prctl
 	name_init(warm ? "isorun-ready" : "isorun-init");
-	if (warm) prewarm();
+	if (warm) prewarm((flags & CLONE_NEWUSER) != 0);
 	init_main();
 }
 
 static void __attribute__((noreturn)) zygote_main(int sock) {
+	snprintf(zygote_uid, sizeof zygote_uid, "%u", (unsigned)geteuid());
+	snprintf(zygote_gid, sizeof zygote_gid, "%u", (unsigned)getegid());
 	sigset_t chld;
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);

@@ -40,6 +40,7 @@ var pool struct {
 	ready    []*readyInit
 	filling  int
 	gen      uint64 // bumped on every change of the host's mount table
+	userns   bool   // the kind of init it holds: rootless (a user namespace of its own) or not
 	watching bool
 	size     int
 	sized    bool
@@ -57,12 +58,19 @@ func poolSize() int {
 	return pool.size
 }
 
-// takeReady returns a ready init, or nil when there is none; either way it has the pool refilled.
-func takeReady() *readyInit {
+// takeReady returns a ready init, rootless (userns) or not, or nil when there is none; either way
+// it has the pool refilled. The pool holds one kind at a time, that of the last request: a process
+// is rootless or not, and one that mixes (tests) only loses the pool's saving.
+func takeReady(userns bool) *readyInit {
 	pool.Lock()
 	defer pool.Unlock()
 	if poolSize() == 0 {
 		return nil
+	}
+	if pool.userns != userns {
+		pool.userns = userns
+		pool.gen++ // what is being made now is of the other kind
+		drainPoolLocked()
 	}
 	if !pool.watching {
 		pool.watching = true
@@ -85,8 +93,12 @@ func refillLocked() {
 	for need := pool.size - len(pool.ready) - pool.filling; need > 0; need-- {
 		pool.filling++
 		gen := pool.gen
+		flags := uintptr(namespaces)
+		if pool.userns {
+			flags |= unix.CLONE_NEWUSER
+		}
 		go func() {
-			r, err := newInit(context.Background(), namespaces, true, nil)
+			r, err := newInit(context.Background(), flags, true, nil)
 			pool.Lock()
 			defer pool.Unlock()
 			pool.filling--

@@ -27,13 +27,15 @@ import (
 // Setup ops, run in order by the init:
 //
 //	cgroup PROCSFILE              join a cgroup v1 hierarchy: first, before anything else runs
+//	userns UID GID                rootless, zygote's inits only: map root to UID/GID, setgroups
+//	                              denied, before anything that needs the namespace's capabilities
 //	rslave                        make every mount a slave before mounting anything
-//	userns UID GID                map root to UID/GID (rootless)
 //	hostname NAME
 //	scratch OPTS                  a private tmpfs for upper/ and work/
 //	overlay N LOWER... UPPER WORK OPTS   (UPPER empty: in the scratch tmpfs)
 //	dev TARGET ROOTLESS           tmpfs with null zero full random urandom tty, pts, shm, links
-//	proc TARGET | sysfs TARGET
+//	                              (ROOTLESS "1": the host's nodes bound, no gid=5 on pts)
+//	proc TARGET | sysfs TARGET    (sysfs refused in a user namespace: the host's /sys, read-only)
 //	bind SOURCE TARGET FLAGS      FLAGS: r read-only, f file
 //	tmpfs TARGET OPTS
 //	pivot
