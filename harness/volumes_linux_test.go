@@ -215,6 +215,7 @@ const volumeHelperEnv = "ISORUN_VOLUME_HELPER_DIR"
 // afterwards every time, and the container is gone.
 func TestVolumeDataSurvivesFailedTests(t *testing.T) {
 	needContainers(t)
+	t.Parallel()
 	exe, err := os.Executable()
 	require.NoError(t, err)
 	for _, mode := range []string{"volume-error", "volume-fatal", "volume-panic", "volume-timeout", "volume-sigkill"} {
