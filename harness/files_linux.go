@@ -20,11 +20,18 @@ func (e *Engine) openInContainer(p string, flags int, perm fs.FileMode) (*os.Fil
 	if root == nil {
 		return nil, fmt.Errorf("%s: container %s has no root", p, e.c.ID())
 	}
-	fd, err := unix.Openat2(int(root.Fd()), p, &unix.OpenHow{
+	how := &unix.OpenHow{
 		Flags:   uint64(flags | unix.O_CLOEXEC),
 		Mode:    uint64(perm.Perm()),
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-	})
+	}
+	fd, err := unix.Openat2(int(root.Fd()), p, how)
+	// With RESOLVE_IN_ROOT a ".." in the path fails with EAGAIN whenever a mount or rename
+	// anywhere on the system raced the lookup (other tests' containers starting): openat2(2)
+	// says to retry.
+	for tries := 0; err == unix.EAGAIN && tries < 1000; tries++ {
+		fd, err = unix.Openat2(int(root.Fd()), p, how)
+	}
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: p, Err: err}
 	}
