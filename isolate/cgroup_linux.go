@@ -620,8 +620,10 @@ func (cg *cgroup) rmdirs() error {
 // rmdirCgroup removes a cgroup directory. Right after the last of its processes is reaped the
 // kernel may still be taking them out of it (EBUSY): retry for a while. On v2 what is still in
 // it after that is killed (cgroup.kill, linux 5.14) and the removal tried once more.
-func rmdirCgroup(dir string, v2 bool) error {
-	deadline := time.Now().Add(5 * time.Second)
+func rmdirCgroup(dir string, v2 bool) error { return rmdirWithin(dir, v2, 5*time.Second) }
+
+func rmdirWithin(dir string, v2 bool, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
 	delay := time.Millisecond
 	killed := false
 	for {
@@ -717,7 +719,7 @@ func removeStaleIn(dir string, depth int) []string {
 		}
 		p := filepath.Join(dir, e.Name())
 		if strings.HasPrefix(e.Name(), "isorun-") {
-			if staleOwner(e.Name()) && unix.Rmdir(p) == nil {
+			if staleOwner(e.Name()) && removeStale(p) {
 				removed = append(removed, p)
 			}
 			continue
@@ -727,6 +729,19 @@ func removeStaleIn(dir string, depth int) []string {
 		}
 	}
 	return removed
+}
+
+// removeStale removes a dead owner's cgroup unless processes are still in it. Right after they
+// went the kernel may still be taking the last ones out (EBUSY with an empty cgroup.procs):
+// that is waited for, briefly.
+func removeStale(dir string) bool {
+	err := unix.Rmdir(dir)
+	if err == unix.EBUSY {
+		if procs, rerr := os.ReadFile(filepath.Join(dir, "cgroup.procs")); rerr == nil && len(procs) == 0 {
+			return rmdirWithin(dir, false, time.Second) == nil
+		}
+	}
+	return err == nil
 }
 
 // GC removes the cgroups that killed processes left behind (their owner is gone and they are
