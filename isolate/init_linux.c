@@ -367,8 +367,10 @@ static void attach(int mnt, const char *target, int file, const char *what) {
 }
 
 // fsconfig refuses string values over 255 bytes: a longer path goes by a descriptor's name.
+// Overlay also unescapes backslashes in these values (and older kernels split on ',' and ':'):
+// a path holding any of them goes by a descriptor's name too.
 static const char *short_path(const char *p, char *buf, size_t n) {
-	if (strlen(p) <= 255) return p;
+	if (strlen(p) <= 255 && !strpbrk(p, "\\,:")) return p;
 	int fd = open(p, O_PATH | O_CLOEXEC);
 	if (fd < 0) fail(step("open %s", p, NULL), errno, NULL);
 	snprintf(buf, n, "/proc/self/fd/%d", fd);
