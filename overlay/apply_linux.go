@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"archive/tar"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -599,22 +600,58 @@ func (a *layerApplier) file(pfd int, name string, hdr *tar.Header, r io.Reader, 
 }
 
 // copyData copies an entry's data, telling a broken stream (often a corrupt compressed layer)
-// from a failed write.
+// from a failed write. Runs of zeros of a page or more become holes: a sparse entry (GNU or PAX
+// sparse, which archive/tar expands to zeros) of a few bytes in the archive can declare
+// gigabytes, and writing them out would fill the cache's disk with nothing.
 func (a *layerApplier) copyData(f *os.File, r io.Reader) error {
+	var pos int64
+	hole := false // the data so far ends in a hole not yet written
 	for {
 		n, rerr := r.Read(a.buf)
 		if n > 0 {
-			if _, err := f.Write(a.buf[:n]); err != nil {
-				return fmt.Errorf("write: %w", err)
+			if n >= 4096 && allZero(a.buf[:n]) {
+				hole = true
+			} else {
+				if hole {
+					if _, err := f.Seek(pos, io.SeekStart); err != nil {
+						return fmt.Errorf("write: %w", err)
+					}
+					hole = false
+				}
+				if _, err := f.Write(a.buf[:n]); err != nil {
+					return fmt.Errorf("write: %w", err)
+				}
 			}
+			pos += int64(n)
 		}
 		if rerr == io.EOF {
+			if hole {
+				if err := f.Truncate(pos); err != nil {
+					return fmt.Errorf("write: %w", err)
+				}
+			}
 			return nil
 		}
 		if rerr != nil {
 			return fmt.Errorf("read layer: %w", rerr)
 		}
 	}
+}
+
+// allZero says whether b holds only zero bytes.
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.NativeEndian.Uint64(b) != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func (a *layerApplier) symlink(pfd int, name string, hdr *tar.Header, xattrs [][2]string) error {
