@@ -96,10 +96,20 @@ func (c Changes) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON reads what MarshalJSON writes; the order is kept as given.
+// Every entry needs a kind and a path: `{}` would otherwise read as a change
+// of the invalid zero Kind, which nothing can print or write back.
 func (c *Changes) UnmarshalJSON(b []byte) error {
 	var s []Change
 	if err := json.Unmarshal(b, &s); err != nil {
 		return err
+	}
+	for i, ch := range s {
+		switch {
+		case ch.Kind == 0:
+			return fmt.Errorf("overlay: unmarshal changes: entry %d (path %q) has no kind", i, ch.Path)
+		case ch.Path == "":
+			return fmt.Errorf("overlay: unmarshal changes: entry %d has no path", i)
+		}
 	}
 	*c = Changes(s)
 	return nil
