@@ -244,10 +244,15 @@ func TestResourcesCPU(t *testing.T) {
 	cancel()
 	cmd.Wait()
 	share := float64(after.CPU-before.CPU) / float64(wall)
-	t.Logf("busy loop under 0.2 CPU: %.1f%% of one CPU over %v", 100*share, wall.Round(time.Millisecond))
-	assert.InDelta(t, 0.2, share, 0.1, "CPU share")
+	throttled := readKey(c.cg.dirOf("cpu"), "cpu.stat", "nr_throttled")
+	t.Logf("busy loop under 0.2 CPU: %.1f%% of one CPU over %v (throttled in %d periods)", 100*share, wall.Round(time.Millisecond), throttled)
+	assert.Less(t, share, 0.35, "the quota holds")
+	if share < 0.10 && throttled == 0 {
+		// The quota never bit: the loop got less than its 20% because the machine is busy.
+		t.Skipf("the machine is too busy to measure the quota: the loop got %.1f%% unthrottled", 100*share)
+	}
 	assert.Greater(t, share, 0.10)
-	assert.Less(t, share, 0.35)
+	assert.Positive(t, throttled, "the quota throttled the loop")
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
