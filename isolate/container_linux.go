@@ -201,7 +201,7 @@ func (c *Container) spawnExec(ctrl *os.File, mode string) error {
 }
 
 // waitPidfd notes when an init forked by the zygote has exited (its whole pid namespace with it:
-// the kernel kills and reaps the rest before the init's exit is reported).
+// the kernel kills and reaps the rest before the init's exit is reported) and been reaped.
 func (c *Container) waitPidfd() {
 	fds := []unix.PollFd{{Fd: int32(c.pidfd), Events: unix.POLLIN}}
 	for {
@@ -209,7 +209,27 @@ func (c *Container) waitPidfd() {
 			break
 		}
 	}
+	waitZombie(c.pid)
 	close(c.reaped)
+}
+
+// waitZombie waits (up to 10s) until the zombie pid is reaped. The pidfd is readable once the
+// init has exited, but it stays a zombie until the zygote gets to waitpid, which takes up to
+// a clone of new namespaces (100 ms seen) when the zygote is busy refilling the pool; Close
+// promises that the container's processes are gone, and a zombie still shows in /proc. After
+// the reap the pid is gone or, at worst, another process's, which is not a zombie.
+func waitZombie(pid int) {
+	stat := fmt.Sprintf("/proc/%d/stat", pid)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			return
+		}
+		// "PID (COMM) STATE ...": COMM may hold anything, so the state follows the last ')'.
+		if i := strings.LastIndexByte(string(b), ')'); i < 0 || i+2 >= len(b) || b[i+2] != 'Z' {
+			return
+		}
+	}
 }
 
 func (c *Container) awaitReady(ctx context.Context, sent <-chan error) error {
