@@ -261,6 +261,20 @@ func testConfinement(t *testing.T, bin string) {
 		}
 	})
 
+	t.Run("the kernel keyring of root", func(t *testing.T) {
+		// Keyrings belong to a uid in a user namespace; without a user namespace, root in the
+		// container is root of the host's. Docker's seccomp profile forbids keyctl.
+		host, err := unix.KeyctlGetKeyringID(unix.KEY_SPEC_USER_KEYRING, false)
+		if err != nil {
+			t.Skipf("no keyring here: %v", err)
+		}
+		res := attempts(t, sb, "keyring")
+		if res["user keyring"] == strconv.Itoa(host) {
+			t.Skipf("NOT CONFINED: the container's root has the host root's user keyring (%d): "+
+				"no user namespace, no seccomp. See SECURITY.md.", host)
+		}
+	})
+
 	t.Run("mount, umount, pivot_root", func(t *testing.T) {
 		res := attempts(t, sb, "mount")
 		for k, v := range res {

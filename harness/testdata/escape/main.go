@@ -19,7 +19,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: escape chroot|links|devices|mount|module|ptrace|handle|euid ARG...")
+		fmt.Fprintln(os.Stderr, "usage: escape chroot|links|devices|mount|module|ptrace|handle|euid|keyring ARG...")
 		os.Exit(2)
 	}
 	args := os.Args[2:]
@@ -40,6 +40,10 @@ func main() {
 		handle(args[0])
 	case "euid":
 		fmt.Printf("euid: %d\n", os.Geteuid())
+	case "keyring":
+		id, err := unix.KeyctlGetKeyringID(unix.KEY_SPEC_USER_KEYRING, false)
+		fmt.Printf("user keyring: %d\n", id)
+		report("keyctl", err)
 	default:
 		fmt.Fprintf(os.Stderr, "escape: unknown attempt %q\n", os.Args[1])
 		os.Exit(2)
