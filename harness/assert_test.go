@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"errors"
 	"flag"
 	"os"
 	"os/exec"
@@ -497,25 +498,26 @@ func TestLineDiff(t *testing.T) {
 }
 
 func TestPlatformPolicy(t *testing.T) {
+	apparmor := errors.New("rootless containers cannot run here: AppArmor denies unprivileged user namespaces their capabilities (sysctl kernel.apparmor_restrict_unprivileged_userns=1)")
 	tests := []struct {
 		name       string
 		goos       string
-		euid       int
+		blocked    error
 		require    string
 		wantReason string
 		wantFail   bool
 	}{
-		{"linux root", "linux", 0, "", "", false},
-		{"linux root, required", "linux", 0, "1", "", false},
-		{"darwin skips", "darwin", 0, "", "isorun: unsupported on darwin", false},
-		{"darwin, required, fails", "darwin", 0, "1", "isorun: unsupported on darwin (and ISORUN_REQUIRE=1 makes that a failure)", true},
-		{"not root skips", "linux", 1000, "", "isorun: containers need root here (mount and pid namespaces need CAP_SYS_ADMIN); run the tests as root", false},
-		{"not root, required, fails", "linux", 1000, "1", "isorun: containers need root here (mount and pid namespaces need CAP_SYS_ADMIN); run the tests as root (and ISORUN_REQUIRE=1 makes that a failure)", true},
-		{"only 1 requires", "windows", 0, "true", "isorun: unsupported on windows", false},
+		{"linux", "linux", nil, "", "", false},
+		{"linux, required", "linux", nil, "1", "", false},
+		{"darwin skips", "darwin", nil, "", "isorun: unsupported on darwin", false},
+		{"darwin, required, fails", "darwin", nil, "1", "isorun: unsupported on darwin (and ISORUN_REQUIRE=1 makes that a failure)", true},
+		{"rootless blocked skips", "linux", apparmor, "", "isorun: " + apparmor.Error(), false},
+		{"rootless blocked, required, fails", "linux", apparmor, "1", "isorun: " + apparmor.Error() + " (and ISORUN_REQUIRE=1 makes that a failure)", true},
+		{"only 1 requires", "windows", nil, "true", "isorun: unsupported on windows", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			reason, fail := platformPolicy(tt.goos, tt.euid, tt.require)
+			reason, fail := platformPolicy(tt.goos, tt.blocked, tt.require)
 			assert.Equal(t, tt.wantReason, reason)
 			assert.Equal(t, tt.wantFail, fail)
 		})

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -43,12 +44,12 @@ type Engine struct {
 // ctx bounds the start only. Errors name the image and the step that failed. The caller must
 // call Release.
 func Start(ctx context.Context, img fixtures.Image, opts ...Option) (*Engine, error) {
-	if reason := unsupported(); reason != "" {
-		return nil, errors.New(reason)
-	}
 	var cfg config
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if reason, _ := platformPolicy(runtime.GOOS, blocker(cfg.rootless), ""); reason != "" {
+		return nil, errors.New(reason)
 	}
 	return start(ctx, img, cfg, nil)
 }
@@ -82,6 +83,7 @@ func start(ctx context.Context, img fixtures.Image, cfg config, onTimeout func()
 		Hostname:   cfg.hostname,
 		Mounts:     cfg.mounts,
 		Privileged: cfg.privileged,
+		Rootless:   cfg.rootless,
 		Dir:        firstNonEmpty(cfg.dir, res.Config.WorkingDir),
 		Resources:  cfg.resources,
 	}
@@ -97,7 +99,8 @@ func start(ctx context.Context, img fixtures.Image, cfg config, onTimeout func()
 		return nil, fmt.Errorf("start container on image %q: %w", img.Ref(), err)
 	}
 	e.c = c
-	if err := e.resolveUser(firstNonEmpty(cfg.user, res.Config.User)); err != nil {
+	user := firstNonEmpty(cfg.user, res.Config.User)
+	if err := errors.Join(e.resolveUser(user), e.checkRootlessUser(user)); err != nil {
 		e.Release()
 		e.removeKeepDir()
 		return nil, fmt.Errorf("container %s: %w", c.ID(), err)

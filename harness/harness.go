@@ -80,21 +80,22 @@ type Sandbox struct {
 
 // Container starts a container on img and returns it ready; t fails with a message naming the
 // image and the step when it can't. Everything it made (processes, mounts, the upper layer) is
-// undone by t.Cleanup, even when the test fails or panics. Where containers can't run (not Linux,
-// not root) the test is skipped with the reason, or fails when ISORUN_REQUIRE=1.
+// undone by t.Cleanup, even when the test fails or panics. Where containers can't run (not Linux;
+// not root and the kernel allows no user namespace, see Rootless) the test is skipped with the
+// reason, or fails when ISORUN_REQUIRE=1.
 func Container(t testing.TB, img fixtures.Image, opts ...Option) *Sandbox {
 	t.Helper()
-	if reason, fail := platformPolicy(runtime.GOOS, os.Geteuid(), os.Getenv("ISORUN_REQUIRE")); fail {
+	var cfg config
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if reason, fail := platformPolicy(runtime.GOOS, blocker(cfg.rootless), os.Getenv("ISORUN_REQUIRE")); fail {
 		t.Fatal(reason)
 	} else if reason != "" {
 		t.Skip(reason)
 	}
 	if img == nil {
 		t.Fatal("harness: Container: nil image (use fixtures.Busybox(), fixtures.Host() or fixtures.Open)")
-	}
-	var cfg config
-	for _, o := range opts {
-		o(&cfg)
 	}
 	s := &Sandbox{t: t, img: img}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -112,13 +113,14 @@ func Container(t testing.TB, img fixtures.Image, opts ...Option) *Sandbox {
 
 // platformPolicy decides what Container does on a platform that can't run containers: skip
 // with the reason, or, with ISORUN_REQUIRE=1 (CI, where a skip would hide that nothing ran),
-// fail with it. It takes the platform as arguments so that the decision can be tested anywhere.
-func platformPolicy(goos string, euid int, require string) (reason string, fail bool) {
+// fail with it. It takes the platform (and what blocks rootless containers, see blocker) as
+// arguments so that the decision can be tested anywhere.
+func platformPolicy(goos string, blocked error, require string) (reason string, fail bool) {
 	switch {
 	case goos != "linux":
 		reason = "isorun: unsupported on " + goos
-	case euid != 0:
-		reason = "isorun: containers need root here (mount and pid namespaces need CAP_SYS_ADMIN); run the tests as root"
+	case blocked != nil:
+		reason = "isorun: " + blocked.Error()
 	default:
 		return "", false
 	}
@@ -130,7 +132,7 @@ func platformPolicy(goos string, euid int, require string) (reason string, fail 
 
 // unsupported is why containers can't run here, "" when they can.
 func unsupported() string {
-	reason, _ := platformPolicy(runtime.GOOS, os.Geteuid(), "")
+	reason, _ := platformPolicy(runtime.GOOS, blocker(false), "")
 	return reason
 }
 

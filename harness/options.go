@@ -18,6 +18,7 @@ type config struct {
 	timeout    time.Duration
 	privileged bool
 	keep       bool
+	rootless   bool
 	resources  *isolate.Resources // nil: no cgroup
 }
 
