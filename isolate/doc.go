@@ -73,9 +73,42 @@
 //
 // # Confinement
 //
-// Commands keep Docker's default capabilities (unless Config.Privileged) under no_new_privs, see
-// masked /proc paths and a read-only /proc/sys and /sys, and see none of the host's processes,
-// mounts, devices or network. This isolates tests from the host; it is not a sandbox for hostile
-// code: there is no seccomp filter and no user namespace when run as root, and the kernel is
-// shared.
+// What a command in a container gets by default, each default attacked from inside by the
+// harness's confinement tests (harness/confinement_linux_test.go, both inits):
+//
+//   - Docker's default capabilities (chown, dac_override, fowner, fsetid, kill, setgid, setuid,
+//     setpcap, net_bind_service, net_raw, sys_chroot, mknod, audit_write, setfcap) in its
+//     effective, permitted and bounding sets, none ambient; none at all for another user.
+//     Config.Privileged keeps every capability and leaves no_new_privs off.
+//   - no_new_privs: setuid binaries and file capabilities grant nothing.
+//   - Its own pid, mount, uts, ipc and net namespaces: it sees no host process, mount or network
+//     interface (only lo); pivot_root with the old root detached, so there is nothing above "/"
+//     for chroot tricks or ".." to reach; the init is not dumpable, so /proc/1/root, its fds and
+//     its memory are closed to the container (and ptrace needs CAP_SYS_PTRACE anyway).
+//   - A fresh /proc with kcore, keys, timer_list, interrupts, sched_debug and friends masked and
+//     /proc/sys, /proc/sysrq-trigger, /proc/bus, /proc/fs and /proc/irq read-only; /sys read-only;
+//     a /dev of its own (null, zero, full, random, urandom, tty, its own devpts instance).
+//   - No mount, umount, pivot_root, module loading, open_by_handle_at, setns, or unshare of a
+//     mount namespace on its own: they need capabilities outside the set (but see user
+//     namespaces below).
+//
+// This keeps tests from disturbing the host by accident. It is not a sandbox for hostile code,
+// and it stops short of Docker's defaults in ways that matter (SECURITY.md at the repository's
+// root says more):
+//
+//   - No seccomp filter: every system call reaches the kernel. Root in the container may create
+//     user namespaces (inside them the masks stay locked), use keyctl, io_uring, perf_event_open
+//     where the host's sysctls allow them.
+//   - No user namespace when run as root: root in the container is the host's root held back by
+//     capabilities only. It shares root's kernel keyring with the host; writes to read-write
+//     volumes are the host root's; a kernel bug or a capability mistake is a host compromise.
+//   - No devices cgroup, and CAP_MKNOD is kept: root in the container can make a device node for
+//     a host device and open it (the tests opened the host's tty1, vcs, loop devices and
+//     loop-control; a disk, on a host where root may open it). Docker keeps CAP_MKNOD only
+//     because its devices cgroup refuses the open.
+//   - No LSM profile (AppArmor, SELinux).
+//   - No resource limits unless asked (Config.Resources): a fork bomb or a memory hog hits the
+//     host.
+//   - The kernel is shared; /proc still shows host-wide figures (meminfo, cpuinfo, uptime); the
+//     Host image shows the host's files read-only, by design.
 package isolate
