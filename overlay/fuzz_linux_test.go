@@ -340,7 +340,7 @@ func fzDo(p *fzProgram, root string, lower bool) {
 	case 2:
 		os.Remove(x)
 	case 3:
-		os.RemoveAll(x)
+		fzRemoveAll(x)
 	case 4:
 		unix.Chmod(x, uint32(p.byte())|uint32(p.byte()&0o17)<<8) // setuid, setgid and sticky too
 	case 5:
@@ -374,6 +374,15 @@ func fzDo(p *fzProgram, root string, lower bool) {
 
 // fzWrite writes data to the file at x, truncating it; O_NONBLOCK because x may be a fifo,
 // whose open for writing would otherwise wait for a reader forever.
+// fzRemoveAll is os.RemoveAll where x's parent is a directory. os.RemoveAll opens the parent
+// without O_DIRECTORY once x is not removable, and when that parent is a FIFO the open blocks
+// forever: a hang of the fuzzer's own, which the fuzzer found (testdata/fuzz/FuzzDiff/873343bbb6fe430d).
+func fzRemoveAll(x string) {
+	if fi, err := os.Lstat(path.Dir(x)); err == nil && fi.IsDir() {
+		os.RemoveAll(x)
+	}
+}
+
 func fzWrite(x string, flag int, data string) {
 	if f, err := os.OpenFile(x, os.O_WRONLY|os.O_TRUNC|unix.O_NONBLOCK|flag, 0o644); err == nil {
 		f.WriteString(data)
