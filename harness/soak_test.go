@@ -62,13 +62,14 @@ func TestSoak(t *testing.T) {
 	// Warm-up: a lifecycle of each option and API, so that what is made once per process (the
 	// zygote, the mount watcher, the cache's directories, this process's runs/ directory for
 	// commits) exists before the start figures are taken.
+	s.name = "warm"
 	for _, i := range []int{0, 1, 3, 7, 12, 41} {
 		s.lifecycle(t, i)
 	}
 	if t.Failed() {
 		t.FailNow()
 	}
-	s = &soak{t: t, vols: vols} // the counters count the soak
+	s = &soak{t: t, vols: vols, name: "lc"} // the counters count the soak
 	zygBefore := zygoteFigures()
 	// The figures are taken without the zygote and its pool of prewarmed inits (which live as long
 	// as the process, and whose number follows the host's mount changes, see isolate's pool): a
@@ -142,6 +143,7 @@ func TestSoak(t *testing.T) {
 type soak struct {
 	t    *testing.T
 	vols string // host directories for volumes
+	name string // of the subtests: "warm" for the warm-up, "lc"
 
 	containers, viaContainer, viaEngine                       atomic.Int64
 	commits, volumes, cgroups, timeouts, ctxKills, background atomic.Int64
@@ -162,7 +164,7 @@ func (s *soak) lifecycle(t *testing.T, i int) {
 		return
 	}
 	s.viaContainer.Add(1)
-	t.Run(fmt.Sprintf("lc%04d", i), func(t *testing.T) {
+	t.Run(fmt.Sprintf("%s%04d", s.name, i), func(t *testing.T) {
 		sb := Container(t, fixtures.Busybox(), s.options(i)...)
 		s.containers.Add(1)
 		s.steps(t, i, sb.Engine(), sb.run)
