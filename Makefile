@@ -43,6 +43,18 @@ fuzz:
 	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -parallel 1 ./$$pkg || exit 1; \
 	done
 
+# soak: SOAK (2,000) container lifecycles, SOAK_PARALLEL (50) at a time, each a mix of commands,
+# files, diffs, commits, volumes, cgroups and kills; then it checks that open fds, goroutines, RSS,
+# mounts, processes and state directories are back where they started, and prints the figures
+# (TestSoak in harness/soak_test.go; `make test` runs a short one). The per-lifecycle subtest lines
+# are left out of what it prints.
+SOAK          ?= 2000
+SOAK_PARALLEL ?= 50
+soak: deps
+	@log=$$(mktemp); \
+	ISORUN_SOAK=$(SOAK) ISORUN_SOAK_PARALLEL=$(SOAK_PARALLEL) $(GO) test -run '^TestSoak$$' -count=1 -v -timeout 30m ./harness/ >$$log 2>&1; \
+	rc=$$?; grep -v -e '^=== RUN' -e '^    --- PASS' $$log; rm -f $$log; exit $$rc
+
 # demo: what does an installer change? Run it in a throwaway container: its output, then the diff.
 demo: deps build
 	./$(BIN) run --image busybox --diff -- sh -c '\

@@ -89,7 +89,7 @@ func findLeaks(final bool) []string {
 	if testRoot == "" {
 		return leaks
 	}
-	cache := filepath.Join(testRoot, "cache")
+	cache := filepath.Join(testRoot, "cache", "v1") // fixtures' layout: ISORUN_CACHE/v1/{tmp,runs,...}
 	if ents, err := os.ReadDir(filepath.Join(cache, "tmp")); err == nil {
 		for _, e := range ents {
 			leaks = append(leaks, "cache tmp/: "+e.Name())

@@ -75,4 +75,17 @@ func TestFindLeaks(t *testing.T) {
 	require.NoError(t, overlay.Unmount(filepath.Join(dir, "merged")))
 	require.NoError(t, overlay.Remove(dir))
 	assert.Empty(t, settledLeaks(false), "after unmounting")
+
+	// Unfinished work in the cache's tmp/ and another process's committed layers in runs/.
+	cache := filepath.Join(testRoot, "cache", "v1")
+	for _, d := range []string{"tmp/unpack-leakcheck", "runs/run-1-leakcheck"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(cache, d), 0o755))
+	}
+	leaks = strings.Join(findLeaks(true), "\n")
+	assert.Contains(t, leaks, "cache tmp/: unpack-leakcheck")
+	assert.Contains(t, leaks, "cache runs/: run-1-leakcheck (not this process's)")
+	for _, d := range []string{"tmp/unpack-leakcheck", "runs/run-1-leakcheck"} {
+		require.NoError(t, os.Remove(filepath.Join(cache, d)))
+	}
+	assert.Empty(t, findLeaks(true), "after removing them")
 }

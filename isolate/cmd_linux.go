@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,6 +51,7 @@ type Cmd struct {
 	events chan event
 	status *ExitState
 	closes []io.Closer // our ends of pipes, closed after Wait
+	outs   []*os.File  // our read ends of the output pipes (also in closes)
 	after  []io.Closer // child ends, closed once the init has them
 	copies []func() error
 	copied chan error
@@ -307,11 +309,15 @@ func (cmd *Cmd) stdio() (int, []int, error) {
 			f = pw
 			cmd.after = append(cmd.after, pw)
 			cmd.closes = append(cmd.closes, pr)
+			cmd.outs = append(cmd.outs, pr)
 			cmd.copies = append(cmd.copies, func() error {
 				_, err := io.Copy(w, pr)
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					err = drainNow(w, pr) // Wait gave up on the pipe closing: see stopCopies
+				}
 				pr.Close()
 				if errors.Is(err, os.ErrClosed) {
-					err = nil // WaitDelay closed it
+					err = nil // Wait closed it (a pipe the poller does not take)
 				}
 				return err
 			})
@@ -412,8 +418,7 @@ func (cmd *Cmd) Wait() error {
 				copyErr = e
 			}
 		case <-timer:
-			// Closing our ends makes the copies return.
-			cmd.closeAll(cmd.closes)
+			cmd.stopCopies()
 			timer = nil
 			if copyErr == nil {
 				copyErr = errWaitDelay
@@ -437,6 +442,53 @@ func (cmd *Cmd) Wait() error {
 }
 
 var errWaitDelay = errors.New("isolate: I/O incomplete after WaitDelay")
+
+// stopCopies ends the copies once the command has exited and WaitDelay (or the container's end)
+// has passed without its pipes closing: a background child holds them, or this process has not
+// got round to reading yet. What the output pipes hold now is all that the command wrote before
+// it exited (a writer blocks while a pipe is full: what it wrote is in the pipe or copied), so the
+// copies take that and stop, rather than lose it as closing the pipes under them would (a busy
+// machine, or a slow Writer, leaves a copy that far behind); what a background child writes later
+// is cut off. Stdin is closed.
+func (cmd *Cmd) stopCopies() {
+	for _, c := range cmd.closes {
+		if f, ok := c.(*os.File); ok && slices.Contains(cmd.outs, f) {
+			if f.SetReadDeadline(time.Unix(1, 0)) == nil {
+				continue // the copy's Read returns os.ErrDeadlineExceeded, then drainNow
+			}
+		}
+		c.Close()
+	}
+}
+
+// drainNow copies what f (a pipe) holds now to w, without waiting for more.
+func drainNow(w io.Writer, f *os.File) error {
+	if err := f.SetReadDeadline(time.Time{}); err != nil {
+		return err
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		var n int
+		var rerr error
+		// Returning true: one read, never a wait for the pipe to be readable.
+		if err := rc.Read(func(fd uintptr) bool { n, rerr = unix.Read(int(fd), buf); return true }); err != nil {
+			return err
+		}
+		if rerr == unix.EINTR {
+			continue
+		}
+		if n <= 0 {
+			return nil // empty now (EAGAIN), or no writer left (0)
+		}
+		if _, err := w.Write(buf[:n]); err != nil {
+			return err
+		}
+	}
+}
 
 func (cmd *Cmd) ctxErr() error {
 	if cmd.ctx == nil {

@@ -585,6 +585,51 @@ func TestWaitDelay(t *testing.T) {
 	})
 }
 
+// TestWaitDelayKeepsOutput: WaitDelay cuts off what a background child writes later, never what
+// the command itself wrote before it exited. On a busy machine the copy of the output can be
+// behind when the delay ends (found by the harness's soak: `cat` exited 0 with nothing on stdout);
+// here the caller's Writer is slow instead: it takes its first piece for longer than WaitDelay
+// while the rest waits in the pipe.
+func TestWaitDelayKeepsOutput(t *testing.T) {
+	forModes(t, func(t *testing.T, cfg Config) {
+		c := start(t, cfg)
+		for _, bg := range []string{"", "sleep 1000 & "} {
+			w := &slowWriter{first: 600 * time.Millisecond}
+			cmd := c.Command("sh", "-c", bg+"printf one; sleep 0.2; printf two; printf three >&2")
+			cmd.Stdout = w
+			var errb bytes.Buffer
+			cmd.Stderr = &errb
+			cmd.WaitDelay = 50 * time.Millisecond
+			require.NoError(t, cmd.Run(), "background: %q", bg)
+			assert.Equal(t, "onetwo", w.String(), "background: %q", bg)
+			assert.Equal(t, "three", errb.String(), "background: %q", bg)
+		}
+	})
+}
+
+// slowWriter is a Writer whose first Write takes a while.
+type slowWriter struct {
+	first time.Duration
+	mu    sync.Mutex
+	b     bytes.Buffer
+	n     int
+}
+
+func (w *slowWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.n++; w.n == 1 {
+		time.Sleep(w.first)
+	}
+	return w.b.Write(p)
+}
+
+func (w *slowWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
 // TestParallelContainers: 20 containers at once, each running commands (run it under -race).
 func TestParallelContainers(t *testing.T) {
 	forModes(t, func(t *testing.T, cfg Config) {
