@@ -260,6 +260,8 @@ static const char *step(const char *fmt, const char *a, const char *b) {
 static int rootfd = -1;    // the overlay's root (a mount fd)
 static int scratchfd = -1; // the tmpfs holding upper/ and work/, when the init made it
 static int pivoted;
+static int nodev;     // the nodev op: device nodes on writable mounts cannot be opened
+static int devfd = -1; // the container's /dev (a mount fd), made read-only at the end with nodev
 static struct out *created;
 // What a pooled init did before it had a container to set up (see prewarm).
 static int pre_rslave, pre_lo, pre_dev = -1, pre_pts = -1, pre_shm = -1, pre_scratch = -1;
@@ -463,7 +465,7 @@ static void op_overlay(struct msg *m) {
 	}
 	int fs = overlay_fs(n, lowers, upper, work, opts, 1);
 	if (fs < 0) fs = overlay_fs(n, lowers, upper, work, opts, 0);
-	rootfd = fsmount_(fs, FSMOUNT_CLOEXEC_, 0);
+	rootfd = fsmount_(fs, FSMOUNT_CLOEXEC_, nodev ? MOUNT_ATTR_NODEV_ : 0);
 	if (rootfd < 0) fail("mount overlay", errno, NULL);
 	close(fs);
 	free(lowers);
@@ -497,11 +499,11 @@ static void op_bind(struct msg *m) {
 	if (!flags) fail("bind", EINVAL, "short message");
 	int mnt = open_tree_(AT_FDCWD, src, OPEN_TREE_CLONE_ | OPEN_TREE_CLOEXEC_ | AT_RECURSIVE_);
 	if (mnt < 0) fail(step("bind %s on %s", src, dst), errno, NULL);
-	if (strchr(flags, 'r')) {
-		struct mount_attr_ a = {.attr_set = MOUNT_ATTR_RDONLY_};
-		if (syscall(SYS_mount_setattr, mnt, "", AT_EMPTY_PATH | AT_RECURSIVE_, &a, sizeof a) < 0)
-			fail(step("make volume %s read-only", dst, NULL), errno, NULL);
-	}
+	// Flags are added, never cleared, to the whole tree: those the source's mounts have (locked
+	// ones in a user namespace included) stay.
+	struct mount_attr_ a = {.attr_set = (strchr(flags, 'r') ? MOUNT_ATTR_RDONLY_ : 0) | (nodev ? MOUNT_ATTR_NODEV_ : 0)};
+	if (a.attr_set && syscall(SYS_mount_setattr, mnt, "", AT_EMPTY_PATH | AT_RECURSIVE_, &a, sizeof a) < 0)
+		fail(step(strchr(flags, 'r') ? "make volume %s read-only" : "make volume %s nodev", dst, NULL), errno, NULL);
 	attach(mnt, dst, strchr(flags, 'f') != NULL, src);
 }
 
@@ -578,7 +580,8 @@ static void op_dev(struct msg *m) {
 	attach(pts, p, 0, "devpts");
 	snprintf(p, sizeof p, "%s/shm", dst);
 	attach(shm, p, 0, "shm");
-	close(dev);
+	if (devfd >= 0) close(devfd);
+	devfd = dev;
 }
 
 static void op_pivot(void) {
@@ -743,6 +746,8 @@ static void setup(void) {
 		else if (!strcmp(op, "cgroup")) op_cgroup(&m);
 		else if (!strcmp(op, "rslave")) {
 			if (!pre_rslave) rslave();
+		} else if (!strcmp(op, "nodev")) {
+			nodev = 1;
 		} else if (!strcmp(op, "hostname")) {
 			const char *h = tok(&m);
 			if (!h || sethostname(h, strlen(h)) < 0) fail("sethostname", h ? errno : EINVAL, h);
@@ -766,6 +771,16 @@ static void setup(void) {
 	for (int i = 0; i < m.nfds; i++) close(m.fds[i]);
 	free_msg(&m);
 	if (!pivoted) fail("setup", EPROTO, "no pivot");
+	if (devfd >= 0) {
+		// Its nodes are made and every mount below it is attached: with nodev, nothing may be
+		// added to it (a node made there would open). Not recursive: /dev/pts and /dev/shm,
+		// and a rootless container's bound nodes, stay writable.
+		struct mount_attr_ a = {.attr_set = MOUNT_ATTR_RDONLY_};
+		if (nodev && syscall(SYS_mount_setattr, devfd, "", AT_EMPTY_PATH, &a, sizeof a) < 0)
+			fail("make /dev read-only", errno, NULL);
+		close(devfd);
+		devfd = -1;
+	}
 	int unused[] = {pre_dev, pre_pts, pre_shm, pre_scratch};
 	for (size_t i = 0; i < sizeof unused / sizeof unused[0]; i++)
 		if (unused[i] >= 0) close(unused[i]);
