@@ -665,7 +665,8 @@ var defaultCaps = []uint{unix.CAP_CHOWN, unix.CAP_DAC_OVERRIDE, unix.CAP_FOWNER,
 	unix.CAP_SETGID, unix.CAP_SETUID, unix.CAP_SETPCAP, unix.CAP_NET_BIND_SERVICE, unix.CAP_NET_RAW,
 	unix.CAP_SYS_CHROOT, unix.CAP_MKNOD, unix.CAP_AUDIT_WRITE, unix.CAP_SETFCAP}
 
-// dropCaps confines this thread (and what it forks) to defaultCaps with no_new_privs.
+// dropCaps confines this thread (and what it forks) to defaultCaps with no_new_privs; the
+// seccomp filter (installKeyringFilter) comes after it.
 func dropCaps() error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return err
@@ -732,6 +733,16 @@ func (s *goInitState) exec(t *tokens, fds []int, dropped *bool) {
 	if flags&execPrivileged == 0 && !*dropped {
 		if err := dropCaps(); err != nil {
 			failed(stageCaps, err, "")
+			return
+		}
+		// Like the capabilities, the filter is the thread's, and what it forks inherits it; it
+		// comes last, as in the C init, and needs the no_new_privs dropCaps set.
+		if err := installKeyringFilter(); err != nil {
+			what := ""
+			if err == unix.ENOSYS {
+				what = "no filter for this architecture"
+			}
+			failed(stageSeccomp, err, what)
 			return
 		}
 		*dropped = true

@@ -38,7 +38,11 @@
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
+#include <stddef.h>
+#include <linux/audit.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 
 #ifndef SYS_clone3
 #define SYS_clone3 435
@@ -842,7 +846,75 @@ struct spawn {
 	char failed[PATH_MAX];
 };
 
-enum { ST_STDIO = 1, ST_CHDIR, ST_CREDS, ST_CAPS, ST_LOOKUP, ST_EXEC, ST_TTY };
+enum { ST_STDIO = 1, ST_CHDIR, ST_CREDS, ST_CAPS, ST_LOOKUP, ST_EXEC, ST_TTY, ST_SECCOMP };
+
+// The seccomp filter of a non-privileged command: add_key, request_key and keyctl fail with EPERM,
+// every other system call is allowed. Without a user namespace, root in the container is the
+// host's root as far as the kernel's keyrings go (they belong to a uid), so these calls would
+// reach the host root's user keyring. The filter knows the ABIs a process on an x86-64 or arm64
+// kernel can call the kernel with: x86-64 and its x32 numbers (the same calls, with
+// __X32_SYSCALL_BIT), i386 (int 0x80, or a 32-bit binary), arm64 and 32-bit arm; any other
+// architecture in seccomp_data is killed. keyringFilter in seccomp_linux.go is the same program
+// (TestKeyringFilterSame).
+#define X32_BIT 0x40000000u
+#define SC_LD(field) BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, field))
+#define SC_DENY(nr) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM)
+// SC_ARCH skips the n instructions of an architecture's block when the call is not of a.
+#define SC_ARCH(a, n) SC_LD(arch), BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (a), 0, (n))
+#define SC_ALLOW BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
+static struct sock_filter keyring_filter[] = {
+	// x86-64: add_key 248, request_key 249, keyctl 250; x32: the same | X32_BIT.
+	SC_ARCH(AUDIT_ARCH_X86_64, 14),
+	SC_LD(nr),
+	SC_DENY(248),
+	SC_DENY(249),
+	SC_DENY(250),
+	SC_DENY(X32_BIT | 248),
+	SC_DENY(X32_BIT | 249),
+	SC_DENY(X32_BIT | 250),
+	SC_ALLOW,
+	// i386: add_key 286, request_key 287, keyctl 288.
+	SC_ARCH(AUDIT_ARCH_I386, 8),
+	SC_LD(nr),
+	SC_DENY(286),
+	SC_DENY(287),
+	SC_DENY(288),
+	SC_ALLOW,
+	// arm64 (asm-generic numbers): add_key 217, request_key 218, keyctl 219.
+	SC_ARCH(AUDIT_ARCH_AARCH64, 8),
+	SC_LD(nr),
+	SC_DENY(217),
+	SC_DENY(218),
+	SC_DENY(219),
+	SC_ALLOW,
+	// 32-bit arm (EABI): add_key 309, request_key 310, keyctl 311.
+	SC_ARCH(AUDIT_ARCH_ARM, 8),
+	SC_LD(nr),
+	SC_DENY(309),
+	SC_DENY(310),
+	SC_DENY(311),
+	SC_ALLOW,
+	BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+};
+
+// isorun_keyring_filter gives Go the filter, for the test that it is the Go init's.
+struct sock_filter *isorun_keyring_filter(unsigned *n) {
+	*n = sizeof keyring_filter / sizeof keyring_filter[0];
+	return keyring_filter;
+}
+
+// install_keyring_filter installs keyring_filter on the calling thread (no_new_privs must be
+// set). On a build for another architecture it fails with ENOSYS rather than run the command
+// unfiltered (or kill it: its own calls would be of an architecture the filter does not know).
+static int install_keyring_filter(void) {
+#if defined(__x86_64__) || defined(__i386__) || defined(__aarch64__) || defined(__arm__)
+	struct sock_fprog prog = {sizeof keyring_filter / sizeof keyring_filter[0], keyring_filter};
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
+#else
+	errno = ENOSYS;
+	return -1;
+#endif
+}
 
 static int spawn_child(void *arg) {
 	struct spawn *s = arg;
@@ -893,6 +965,14 @@ static int spawn_child(void *arg) {
 			d[c / 32].inheritable |= 1u << (c % 32);
 		}
 		if (syscall(SYS_capset, &h, d) < 0) goto caps;
+	}
+	// Last, so that nothing above runs under it; no_new_privs lets us install it without
+	// CAP_SYS_ADMIN, which the command no longer has.
+	if (!(s->flags & EXEC_PRIVILEGED) && install_keyring_filter() < 0) {
+		s->stage = ST_SECCOMP;
+		s->err = errno;
+		snprintf(s->failed, sizeof s->failed, "%s", errno == ENOSYS ? "no filter for this architecture" : "");
+		_exit(127);
 	}
 	const char *name = s->argv[0];
 	if (strchr(name, '/')) {

@@ -64,6 +64,7 @@ const (
 	stageLookup
 	stageExec
 	stageTTY
+	stageSeccomp
 )
 
 // message builds one datagram.
