@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,8 +25,8 @@ import (
 
 // The confinement tests try to break each default from inside, as root in the container, with
 // busybox and with testdata/escape (a static Go program for the syscalls busybox has no command
-// for, mounted read-only at /opt/escape). Where a way out works, the test says so rather than
-// pass: see "host devices" and SECURITY.md. They run once with each init.
+// for, mounted read-only at /opt/escape). They run once with each init, and again rootless
+// (ci/test-rootless.sh), where what differs is said where it is asserted.
 
 // dockerCaps is Docker's default capability set, which commands keep.
 var dockerCaps = []int{unix.CAP_CHOWN, unix.CAP_DAC_OVERRIDE, unix.CAP_FOWNER, unix.CAP_FSETID, unix.CAP_KILL,
@@ -58,13 +60,24 @@ func buildEscape(t *testing.T) string {
 	}
 	out, err := os.MkdirTemp(testRoot, "escape-bin-")
 	require.NoError(t, err)
-	cmd := exec.Command(goTool, "build", "-o", filepath.Join(out, "escape"), "./testdata/escape")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=", "GOTOOLCHAIN=local")
-	b, err := cmd.CombinedOutput()
-	require.NoError(t, err, "go build testdata/escape:\n%s", b)
+	// escape32 is the same program for the 32-bit ABI this kernel may also run (i386 on
+	// x86-64, arm on arm64): its system calls reach the kernel by other numbers.
+	builds := [][]string{{"escape"}}
+	if arch := compat32[runtime.GOARCH]; arch != "" {
+		builds = append(builds, []string{"escape32", "GOARCH=" + arch})
+	}
+	for _, b := range builds {
+		cmd := exec.Command(goTool, "build", "-o", filepath.Join(out, b[0]), "./testdata/escape")
+		cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=", "GOTOOLCHAIN=local"), b[1:]...)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "go build %v testdata/escape:\n%s", b, out)
+	}
 	escapeBin.dir = out
 	return out
 }
+
+// compat32 is the 32-bit GOARCH whose binaries a 64-bit kernel of GOARCH may run.
+var compat32 = map[string]string{"amd64": "386", "arm64": "arm"}
 
 // hostMarker is a file that exists on the host only: reaching it from inside is an escape.
 func hostMarker(t *testing.T) string {
@@ -80,15 +93,21 @@ func hostMarker(t *testing.T) string {
 // name).
 func attempts(t *testing.T, sb *Sandbox, args ...string) map[string]string {
 	t.Helper()
-	r := sb.Run("/opt/escape/escape", args...)
-	require.Equal(t, 0, r.ExitCode, "escape %v: %s", args, r.Stderr)
+	return attemptsWith(t, sb, "/opt/escape/escape", args...)
+}
+
+// attemptsWith is attempts with another build of the helper (escape32).
+func attemptsWith(t *testing.T, sb *Sandbox, prog string, args ...string) map[string]string {
+	t.Helper()
+	r := sb.Run(prog, args...)
+	require.Equal(t, 0, r.ExitCode, "%s %v: %s", prog, args, r.Stderr)
 	out := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
 		if k, v, ok := strings.Cut(line, ": "); ok {
 			out[k] = v
 		}
 	}
-	t.Logf("escape %s:\n%s", strings.Join(args, " "), r.Stdout)
+	t.Logf("%s %s:\n%s", path.Base(prog), strings.Join(args, " "), r.Stdout)
 	return out
 }
 
@@ -118,7 +137,7 @@ func parseStatus(t *testing.T, s string) map[string]uint64 {
 			n, err := strconv.ParseUint(v, 16, 64)
 			require.NoError(t, err, line)
 			m[k] = n
-		case k == "NoNewPrivs":
+		case k == "NoNewPrivs" || k == "Seccomp":
 			n, err := strconv.ParseUint(v, 10, 64)
 			require.NoError(t, err, line)
 			m[k] = n
@@ -148,30 +167,60 @@ func testConfinement(t *testing.T, bin string) {
 	host := parseStatus(t, string(hostStatus))
 
 	t.Run("capabilities", func(t *testing.T) {
-		want := capMask(dockerCaps) & host["CapBnd"]
+		// All a container's init may hand out: the bounding set we run with; rootless, every
+		// capability there is, for the creator of a user namespace has them all in it
+		// whatever its bounding set outside (those of the namespace, not the host's).
+		all := host["CapBnd"]
+		if sb.Rootless() {
+			b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+			require.NoError(t, err)
+			last, err := strconv.Atoi(strings.TrimSpace(string(b)))
+			require.NoError(t, err)
+			all = 1<<(last+1) - 1
+		}
+		want := capMask(dockerCaps) & all
 		st := status(t, sb, -1)
 		assert.Equal(t, fmt.Sprintf("%016x", want), fmt.Sprintf("%016x", st["CapEff"]), "CapEff: Docker's default set")
 		assert.Equal(t, st["CapEff"], st["CapPrm"], "CapPrm")
 		assert.Equal(t, fmt.Sprintf("%016x", want), fmt.Sprintf("%016x", st["CapBnd"]), "CapBnd: the rest are gone for good")
 		assert.Zero(t, st["CapAmb"], "CapAmb")
 		assert.EqualValues(t, 1, st["NoNewPrivs"], "NoNewPrivs")
+		assert.EqualValues(t, 2, st["Seccomp"], "Seccomp: a filter (the keyring one)")
 
-		// Another user has no capabilities at all.
-		user := status(t, sb, 1000)
-		assert.Zero(t, user["CapEff"], "CapEff of uid 1000")
-		assert.Zero(t, user["CapPrm"], "CapPrm of uid 1000")
+		// Another user has no capabilities at all. Rootless, only root is mapped: there is no
+		// other user to run as (the capabilities above are then those of the container's user
+		// namespace, the same set).
+		if sb.Rootless() {
+			cmd := sb.Command("cat", "/proc/self/status")
+			cmd.UID, cmd.GID = 1000, 1000
+			_, err := cmd.Output()
+			require.Error(t, err, "uid 1000 in a rootless container")
+			assert.Contains(t, err.Error(), "maps only uid 0")
+		} else {
+			user := status(t, sb, 1000)
+			assert.Zero(t, user["CapEff"], "CapEff of uid 1000")
+			assert.Zero(t, user["CapPrm"], "CapPrm of uid 1000")
+		}
 
-		// WithPrivileged restores them all; the checks below would see it.
+		// WithPrivileged restores them all, and installs no seccomp filter; the checks below
+		// would see it.
 		priv := Container(t, fixtures.Busybox(), WithPrivileged())
 		pst := status(t, priv, -1)
-		assert.Equal(t, fmt.Sprintf("%016x", host["CapBnd"]), fmt.Sprintf("%016x", pst["CapEff"]), "privileged CapEff")
-		assert.Equal(t, host["CapBnd"], pst["CapBnd"], "privileged CapBnd")
+		assert.Equal(t, fmt.Sprintf("%016x", all), fmt.Sprintf("%016x", pst["CapEff"]), "privileged CapEff")
+		assert.Equal(t, fmt.Sprintf("%016x", all), fmt.Sprintf("%016x", pst["CapBnd"]), "privileged CapBnd")
 		assert.Zero(t, pst["NoNewPrivs"], "privileged NoNewPrivs")
+		assert.Equal(t, host["Seccomp"], pst["Seccomp"], "privileged Seccomp: the test process's own")
 		r := priv.Run("sh", "-c", "mkdir -p /m && mount -t tmpfs none /m && umount /m")
 		assert.Equal(t, 0, r.ExitCode, "a privileged container can mount: %s", r.Stderr)
 	})
 
 	t.Run("no_new_privs: setuid does not elevate", func(t *testing.T) {
+		if sb.Rootless() {
+			// Only uid 0 is mapped in a rootless container, so no command runs as anyone a
+			// setuid binary could elevate from, and the setuid bit of a file whose owner is
+			// not mapped (nobody) is ignored by exec anyway. NoNewPrivs is checked above.
+			t.Skip("rootless: only root exists in the container, there is no uid for setuid to elevate from")
+		}
 		sb.MustRun("sh", "-c", "cp /opt/escape/escape /tmp/su && chmod 4755 /tmp/su")
 		cmd := sb.Command("/tmp/su", "euid")
 		cmd.UID, cmd.GID = 1000, 1000
@@ -235,43 +284,129 @@ func testConfinement(t *testing.T, bin string) {
 		assert.Equal(t, []string{"/dev/full", "/dev/null", "/dev/random", "/dev/tty", "/dev/urandom", "/dev/zero"}, got)
 		// The devpts is the container's own instance: no host terminal in it.
 		assert.Equal(t, "ptmx\n", sb.MustRun("ls", "/dev/pts"))
+
+		// /dev is read-only once populated (nothing can be added to it, a device node least of
+		// all); its nodes work, and /dev/shm and /dev/pts are mounts of their own, writable.
+		for _, c := range []string{"mknod /dev/x c 1 3", "touch /dev/x", "mkdir /dev/x", "ln -s null /dev/x", "rm /dev/zero"} {
+			r := sb.Run("sh", "-c", c)
+			assert.NotEqual(t, 0, r.ExitCode, c)
+			if !sb.Rootless() || !strings.HasPrefix(c, "mknod") { // rootless: EPERM comes first
+				assert.Contains(t, r.Stderr, "Read-only file system", c)
+			}
+		}
+		sb.MustRun("sh", "-c", "echo x > /dev/null && head -c 16 /dev/urandom | wc -c | grep -qx 16 && "+
+			"head -c 4 /dev/zero | wc -c | grep -qx 4 && ! echo x > /dev/full && "+
+			"echo shm > /dev/shm/x && cat /dev/shm/x && rm /dev/shm/x")
+		// A terminal pair from the container's devpts, through the /dev/ptmx link.
+		res := attempts(t, sb, "pty")
+		require.Len(t, res, 1)
+		for k, v := range res {
+			assert.Regexp(t, `^pty /dev/pts/\d+$`, k)
+			assert.Equal(t, "ok", v, k)
+		}
 	})
 
 	t.Run("host devices made with mknod", func(t *testing.T) {
-		// CAP_MKNOD is in Docker's set; Docker stops the nodes from being opened with the
-		// devices cgroup, which isorun does not set up. Try the host's terminals, its screen
-		// (vcs), a loop device, the disk that holds "/", the kernel log and memory: each opened
+		// CAP_MKNOD is in Docker's set, and there is no devices cgroup (Docker's refuses the
+		// open): instead every filesystem the container may write to is nodev, and /dev is
+		// read-only. Try the host's terminals, its screen (vcs), a loop device, the disk that
+		// holds "/", the kernel log and memory, made in every writable place: the image's root,
+		// a read-write volume, a tmpfs volume, /dev/shm, /dev and /dev/pts. Each opened
 		// read-only and non-blocking, nothing written.
 		var st unix.Stat_t
 		require.NoError(t, unix.Stat("/", &st))
 		disk := fmt.Sprintf("b:%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev))
 		specs := []string{"c:4:1", "c:7:0", "b:7:0", disk, "c:1:11", "c:1:1", "c:10:237"}
-		res := attempts(t, sb, append([]string{"devices"}, specs...)...)
-		var opened []string
-		for _, s := range specs {
-			if res["open "+s] == "ok" {
-				opened = append(opened, s)
+		dsb := Container(t, fixtures.Busybox(), WithVolume(bin, "/opt/escape", true),
+			WithVolume(t.TempDir(), "/vol", false), WithTmpfs("/scratch"))
+		dirs := []string{"/tmp", "/vol", "/scratch", "/dev/shm", "/dev", "/dev/pts"}
+		res := attempts(t, dsb, append([]string{"devices", strings.Join(dirs, ",")}, specs...)...)
+		for _, d := range dirs {
+			for _, sp := range specs {
+				mknod, open := res["mknod "+d+" "+sp], res["open "+d+" "+sp]
+				assert.NotEqual(t, "ok", open, "%s %s: a host device opened", d, sp)
+				switch {
+				case d == "/dev":
+					assert.Equal(t, "EROFS", mknod, "mknod in /dev %s", sp)
+				case d == "/dev/pts":
+					assert.Equal(t, "EPERM", mknod, "mknod in /dev/pts %s: devpts makes none", sp)
+				case dsb.Rootless():
+					// Not capable in the initial user namespace: the kernel refuses the node.
+					assert.Equal(t, "EPERM", mknod, "rootless mknod in %s %s", d, sp)
+				default:
+					// The node is made, and nodev refuses the open.
+					assert.Empty(t, mknod, "mknod in %s %s", d, sp)
+					assert.Equal(t, "EACCES", open, "open of %s in %s: the mount is nodev", sp, d)
+				}
 			}
 		}
-		if len(opened) > 0 {
-			// Not hidden: reported in SECURITY.md; the test stays red in the log, skipped so
-			// as not to fail every run until the confinement closes it.
-			t.Skipf("NOT CONFINED: root in the container opened host devices it made with mknod: %v "+
-				"(no devices cgroup; CAP_MKNOD kept; mounts allow device nodes). See SECURITY.md.", opened)
+		// The same with busybox: whatever mknod does, nothing it makes opens.
+		r := dsb.Run("sh", "-c", "mknod /tmp/null c 1 3; ls -l /tmp/null; cat /tmp/null && echo OPENED")
+		assert.NotContains(t, r.Stdout, "OPENED")
+		if !dsb.Rootless() {
+			assert.Regexp(t, `^crw`, r.Stdout, "the node is made")
+			assert.Contains(t, r.Stderr, "Permission denied")
 		}
+
+		// WithPrivileged keeps device nodes usable: writable mounts are not nodev there.
+		if !dsb.Rootless() {
+			priv := Container(t, fixtures.Busybox(), WithVolume(bin, "/opt/escape", true), WithPrivileged())
+			pres := attempts(t, priv, "devices", "/tmp,/dev", "c:1:3")
+			assert.Equal(t, "ok", pres["open /tmp c:1:3"], "privileged: a node made in the image's root opens")
+			assert.Equal(t, "ok", pres["open /dev c:1:3"], "privileged: /dev stays writable")
+		}
+	})
+
+	t.Run("the image's own device nodes", func(t *testing.T) {
+		if Rootless() {
+			// An image with a device node needs mknod on the host; and an image extracted
+			// rootless has empty placeholder files for its nodes (see Rootless).
+			t.Skip("rootless: this process cannot make an image with a device node (mknod needs root)")
+		}
+		// An image (a root filesystem directory, used in place) with a node for the host's
+		// kernel memory (c 1 1) and one for null: the overlay root is nodev, so neither opens.
+		img := t.TempDir()
+		require.NoError(t, os.Mkdir(filepath.Join(img, "nodes"), 0o755))
+		require.NoError(t, unix.Mknod(filepath.Join(img, "nodes", "mem"), unix.S_IFCHR|0o600, int(unix.Mkdev(1, 1))))
+		require.NoError(t, unix.Mknod(filepath.Join(img, "nodes", "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
+		image, err := fixtures.Open(img)
+		require.NoError(t, err)
+		isb := Container(t, image, WithVolume(bin, "/opt/escape", true))
+		res := attempts(t, isb, "open", "/nodes/mem", "/nodes/null")
+		assert.Equal(t, map[string]string{"open /nodes/mem": "EACCES", "open /nodes/null": "EACCES"}, res)
+		priv := Container(t, image, WithVolume(bin, "/opt/escape", true), WithPrivileged())
+		res = attempts(t, priv, "open", "/nodes/null")
+		assert.Equal(t, "ok", res["open /nodes/null"], "privileged: the image's nodes open")
 	})
 
 	t.Run("the kernel keyring of root", func(t *testing.T) {
 		// Keyrings belong to a uid in a user namespace; without a user namespace, root in the
-		// container is root of the host's. Docker's seccomp profile forbids keyctl.
-		host, err := unix.KeyctlGetKeyringID(unix.KEY_SPEC_USER_KEYRING, false)
-		if err != nil {
-			t.Skipf("no keyring here: %v", err)
+		// container is root of the host's, user keyring included. The seccomp filter refuses
+		// add_key, request_key and keyctl, as Docker's profile does, by every ABI the kernel
+		// takes calls in: x86-64 and x32 numbers, and a 32-bit binary's.
+		want := map[string]string{"keyctl": "EPERM", "add_key": "EPERM", "request_key": "EPERM", "user keyring": "-1"}
+		if runtime.GOARCH == "amd64" {
+			want["keyctl x32"] = "EPERM"
 		}
-		res := attempts(t, sb, "keyring")
-		if res["user keyring"] == strconv.Itoa(host) {
-			t.Skipf("NOT CONFINED: the container's root has the host root's user keyring (%d): "+
-				"no user namespace, no seccomp. See SECURITY.md.", host)
+		assert.Equal(t, want, attempts(t, sb, "keyring"))
+		if compat32[runtime.GOARCH] != "" {
+			r := sb.Run("/opt/escape/escape32", "keyring")
+			if r.ExitCode != 0 && strings.Contains(r.Stderr+fmt.Sprint(r.Err), "exec format error") {
+				t.Logf("this kernel runs no %s binaries: no 32-bit calls to try", compat32[runtime.GOARCH])
+			} else {
+				res := attemptsWith(t, sb, "/opt/escape/escape32", "keyring")
+				assert.Equal(t, map[string]string{"keyctl": "EPERM", "add_key": "EPERM", "request_key": "EPERM",
+					"user keyring": "-1"}, res, "32-bit")
+			}
+		}
+
+		// WithPrivileged installs no filter: without a user namespace, that is the host root's
+		// keyring.
+		priv := Container(t, fixtures.Busybox(), WithVolume(bin, "/opt/escape", true), WithPrivileged())
+		res := attempts(t, priv, "keyring")
+		assert.Equal(t, "ok", res["keyctl"], "privileged keyctl")
+		if host, err := unix.KeyctlGetKeyringID(unix.KEY_SPEC_USER_KEYRING, false); err == nil && !priv.Rootless() {
+			assert.Equal(t, strconv.Itoa(host), res["user keyring"], "privileged: the host root's user keyring")
 		}
 	})
 
@@ -362,19 +497,23 @@ func testConfinement(t *testing.T, bin string) {
 	})
 
 	t.Run("a user namespace inside does not unmask", func(t *testing.T) {
-		// No seccomp filter: root in the container may create a user namespace (Docker's
-		// profile forbids it). Inside it, the masks and read-only mounts are locked.
+		// The seccomp filter is no Docker profile: root in the container may create a user
+		// namespace (Docker's forbids it). Inside it, the masks, read-only mounts and nodev
+		// are locked, and mknod is refused.
 		r := sb.Run("unshare", "-U", "-r", "-m", "sh", "-c", "echo INSIDE; mkdir -p /tmp/u; "+
 			"umount /proc/interrupts && echo UNMASKED; "+
 			"mount -t proc proc /tmp/u && echo PROC; "+
 			"mount -o remount,rw /proc/sys && echo RW; "+
 			"mount -t sysfs sysfs /tmp/u && echo SYSFS; "+
-			"echo 0 > /proc/sys/vm/overcommit_memory && echo WROTE; true")
+			"echo 0 > /proc/sys/vm/overcommit_memory && echo WROTE; "+
+			"mount -o remount,bind,dev / && echo ROOTDEV; "+
+			"mount -o remount,bind,rw /dev && echo DEVRW; "+
+			"mknod /tmp/u/null c 1 3 && echo MKNOD; true")
 		t.Logf("unshare -U -r -m: exit %d\n%s%s", r.ExitCode, r.Stdout, r.Stderr)
 		if !strings.Contains(r.Stdout, "INSIDE") {
 			t.Log("this kernel refuses the user namespace: nothing more to try")
 		}
-		for _, bad := range []string{"UNMASKED", "PROC", "RW", "SYSFS", "WROTE"} {
+		for _, bad := range []string{"UNMASKED", "PROC", "RW", "SYSFS", "WROTE", "ROOTDEV", "DEVRW", "MKNOD"} {
 			assert.NotContains(t, r.Stdout, bad)
 		}
 	})

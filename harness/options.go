@@ -72,8 +72,10 @@ func WithTimeout(d time.Duration) Option {
 	return func(c *config) { c.timeout = d }
 }
 
-// WithPrivileged gives commands every capability and no no_new_privs (the default keeps
-// Docker's default capability set).
+// WithPrivileged gives commands every capability, no no_new_privs and no seccomp filter, and
+// device nodes that open: the image's root and volumes are not mounted nodev and /dev stays
+// writable. The default keeps Docker's default capability set, refuses the keyring system
+// calls and opens no device node but /dev's own (see SECURITY.md).
 func WithPrivileged() Option {
 	return func(c *config) { c.privileged = true }
 }

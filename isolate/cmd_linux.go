@@ -191,6 +191,8 @@ func (cmd *Cmd) startError(ev event) error {
 		e.Op = "drop capabilities"
 	case stageTTY:
 		e.Op = "set controlling terminal"
+	case stageSeccomp:
+		e.Op = "install seccomp filter"
 	default:
 		e.Op = "set up stdio"
 	}

@@ -20,7 +20,9 @@ type Config struct {
 	Hostname string
 	// Mounts are attached in order after /dev, /proc and /sys, before the container starts.
 	Mounts []Mount
-	// Privileged keeps every capability for commands, and does not set no_new_privs.
+	// Privileged keeps every capability for commands, does not set no_new_privs, installs no
+	// seccomp filter, and leaves device nodes usable: the overlay root and volumes are not
+	// nodev, /dev stays writable (see Confinement in the package documentation).
 	Privileged bool
 	// Env is the default environment of commands (a command's own Env replaces it). PATH and
 	// HOME (the user's, from the image's /etc/passwd) are added when missing.

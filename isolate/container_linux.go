@@ -309,6 +309,9 @@ func (c *Container) setupMessage() ([]byte, error) {
 		host = c.id
 	}
 	m.strs("hostname", host)
+	if !c.cfg.Privileged {
+		m.str("nodev")
+	}
 	upper, work := c.cfg.Upper, c.cfg.Work
 	if upper == "" {
 		opts := "mode=0755"

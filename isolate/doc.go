@@ -20,13 +20,13 @@
 //   - The init makes "/" rslave, then runs the setup program the parent sent on its control socket
 //     (proto.go): a tmpfs for the upper layer, the overlay (new mount API, "lowerdir+", index=off,
 //     metacopy=off, redirect_dir=off) attached over "/", a fresh /dev (tmpfs with null, zero, full,
-//     random, urandom, tty, devpts, shm), /proc and a read-only /sys of its own namespaces,
-//     volumes (bind mounts resolved with RESOLVE_IN_ROOT so image symlinks cannot aim them at the
-//     host), pivot_root(".", ".") with the old root detached, masked and read-only /proc paths,
-//     hostname and loopback. The overlay and the tmpfs exist only in the container's mount
-//     namespace (the parent gets their descriptors back, to read the upper layer and the root), so
-//     when the container's processes are gone the kernel frees them: a SIGKILLed test leaves no
-//     mount and no state directory.
+//     random, urandom, tty, devpts, shm; read-only at the end unless privileged), /proc and a
+//     read-only /sys of its own namespaces, volumes (bind mounts resolved with RESOLVE_IN_ROOT
+//     so image symlinks cannot aim them at the host), pivot_root(".", ".") with the old root
+//     detached, masked and read-only /proc paths, hostname and loopback. The overlay and the
+//     tmpfs exist only in the container's mount namespace (the parent gets their descriptors
+//     back, to read the upper layer and the root), so when the container's processes are gone
+//     the kernel frees them: a SIGKILLed test leaves no mount and no state directory.
 //   - Commands are forked by the init (vfork-style clone, exec failure reported with the failing
 //     step), each in its own session; the caller's stdio goes by SCM_RIGHTS. The init reaps every
 //     process and reports exit statuses by request id.
@@ -79,33 +79,44 @@
 //   - Docker's default capabilities (chown, dac_override, fowner, fsetid, kill, setgid, setuid,
 //     setpcap, net_bind_service, net_raw, sys_chroot, mknod, audit_write, setfcap) in its
 //     effective, permitted and bounding sets, none ambient; none at all for another user.
-//     Config.Privileged keeps every capability and leaves no_new_privs off.
 //   - no_new_privs: setuid binaries and file capabilities grant nothing.
+//   - A seccomp filter (seccomp_linux.go), installed right before exec: add_key, request_key
+//     and keyctl fail with EPERM, everything else is allowed. Without a user namespace these
+//     calls would reach the host root's keyrings. It checks the ABI of each call: x86-64 and its
+//     x32 numbers, i386, arm64 and 32-bit arm; any other architecture is killed. (A build for
+//     another architecture has no filter, and its commands fail to start.)
 //   - Its own pid, mount, uts, ipc and net namespaces: it sees no host process, mount or network
 //     interface (only lo); pivot_root with the old root detached, so there is nothing above "/"
 //     for chroot tricks or ".." to reach; the init is not dumpable, so /proc/1/root, its fds and
 //     its memory are closed to the container (and ptrace needs CAP_SYS_PTRACE anyway).
 //   - A fresh /proc with kcore, keys, timer_list, interrupts, sched_debug and friends masked and
 //     /proc/sys, /proc/sysrq-trigger, /proc/bus, /proc/fs and /proc/irq read-only; /sys read-only;
-//     a /dev of its own (null, zero, full, random, urandom, tty, its own devpts instance).
+//     a /dev of its own (null, zero, full, random, urandom, tty, its own devpts instance, a
+//     /dev/shm tmpfs), read-only once populated (pts and shm are mounts of their own).
+//   - nodev on everything it can write to: the overlay root, volumes (added to the whole bind,
+//     the source's own flags kept), tmpfs volumes, /dev/shm. CAP_MKNOD is kept (it is in
+//     Docker's set), but no node it makes can be opened: no devices cgroup is needed.
 //   - No mount, umount, pivot_root, module loading, open_by_handle_at, setns, or unshare of a
 //     mount namespace on its own: they need capabilities outside the set (but see user
 //     namespaces below).
+//
+// Config.Privileged turns off the capability drop, no_new_privs, the filter and nodev (device
+// nodes work on every mount, /dev stays writable); the namespaces and /proc masks stay. A
+// rootless container (Config.Rootless) gets the same defaults as one run as root.
 //
 // This keeps tests from disturbing the host by accident. It is not a sandbox for hostile code,
 // and it stops short of Docker's defaults in ways that matter (SECURITY.md at the repository's
 // root says more):
 //
-//   - No seccomp filter: every system call reaches the kernel. Root in the container may create
-//     user namespaces (inside them the masks stay locked), use keyctl, io_uring, perf_event_open
-//     where the host's sysctls allow them.
+//   - The seccomp filter is only the keyring one, not Docker's profile: every other system call
+//     reaches the kernel. Root in the container may create user namespaces (inside them the
+//     masks, read-only mounts and nodev stay locked), use io_uring, userfaultfd,
+//     perf_event_open, bpf where the host's sysctls allow them.
 //   - No user namespace when run as root: root in the container is the host's root held back by
-//     capabilities only. It shares root's kernel keyring with the host; writes to read-write
-//     volumes are the host root's; a kernel bug or a capability mistake is a host compromise.
-//   - No devices cgroup, and CAP_MKNOD is kept: root in the container can make a device node for
-//     a host device and open it (the tests opened the host's tty1, vcs, loop devices and
-//     loop-control; a disk, on a host where root may open it). Docker keeps CAP_MKNOD only
-//     because its devices cgroup refuses the open.
+//     capabilities and the filter only. Writes to read-write volumes are the host root's (a
+//     device node or setuid file made there is a real one on the host, usable by the host's
+//     users unless that filesystem is nodev and nosuid); a kernel bug or a capability mistake
+//     is a host compromise.
 //   - No LSM profile (AppArmor, SELinux).
 //   - No resource limits unless asked (Config.Resources): a fork bomb or a memory hog hits the
 //     host.

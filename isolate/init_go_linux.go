@@ -63,6 +63,10 @@ type goInitState struct {
 	scratch *os.File // the tmpfs holding upper/ and work/
 	created []string
 	pivoted bool
+	// nodev: the nodev op ran (see proto.go); devFD is the container's /dev, made read-only at the
+	// end of the setup when it did.
+	nodev bool
+	devFD int
 	// groupsDenied: setgroups is denied in our user namespace (rootless), so commands keep the
 	// groups we have.
 	groupsDenied bool
@@ -79,7 +83,7 @@ type initError struct {
 }
 
 func goInit(ctrl int) {
-	s := &goInitState{ctrl: ctrl, jobs: map[int]string{}}
+	s := &goInitState{ctrl: ctrl, jobs: map[int]string{}, devFD: -1}
 	if err := s.setup(); err != nil {
 		var ie *initError
 		if !errors.As(err, &ie) {
@@ -151,6 +155,16 @@ func (s *goInitState) setup() error {
 	if !s.pivoted {
 		return fail("setup", syscall.EPROTO)
 	}
+	if s.devFD >= 0 {
+		// See setup in init_linux.c: read-only once populated, not recursive.
+		if s.nodev {
+			if err := unix.MountSetattr(s.devFD, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
+				return fail("make /dev read-only", err)
+			}
+		}
+		unix.Close(s.devFD)
+		s.devFD = -1
+	}
 	if null, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0); err == nil {
 		for fd := 0; fd < 3; fd++ {
 			unix.Dup3(null, fd, 0)
@@ -194,6 +208,8 @@ func (s *goInitState) op(op string, t *tokens) error {
 		if err := os.WriteFile(p, []byte("0"), 0); err != nil {
 			return fail("join cgroup "+p, err)
 		}
+	case "nodev":
+		s.nodev = true
 	case "hostname":
 		h := arg()
 		if err := unix.Sethostname([]byte(h)); err != nil {
@@ -244,6 +260,11 @@ func (s *goInitState) op(op string, t *tokens) error {
 			return fail("mount overlay", err)
 		}
 		s.root = root
+		if s.nodev {
+			if err := unix.MountSetattr(int(root.Fd()), "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NODEV}); err != nil {
+				return fail("make the overlay nodev", err)
+			}
+		}
 		if err := unix.MoveMount(int(root.Fd()), "", unix.AT_FDCWD, "/", unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 			return fail("attach overlay", err)
 		}
@@ -274,10 +295,20 @@ func (s *goInitState) op(op string, t *tokens) error {
 		if err != nil {
 			return fail("bind "+src+" on "+dst, err)
 		}
+		// See op_bind in init_linux.c: flags are added, never cleared.
+		var attr uint64
+		what := "make volume " + dst + " nodev"
 		if strings.Contains(flags, "r") {
-			if err := unix.MountSetattr(m, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
+			attr |= unix.MOUNT_ATTR_RDONLY
+			what = "make volume " + dst + " read-only"
+		}
+		if s.nodev {
+			attr |= unix.MOUNT_ATTR_NODEV
+		}
+		if attr != 0 {
+			if err := unix.MountSetattr(m, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: attr}); err != nil {
 				unix.Close(m)
-				return fail("make volume "+dst+" read-only", err)
+				return fail(what, err)
 			}
 		}
 		return s.attach(m, dst, strings.Contains(flags, "f"), src)
@@ -462,7 +493,10 @@ func (s *goInitState) dev(dst string, rootless bool) error {
 	if err != nil {
 		return fail("mount tmpfs on "+dst, err)
 	}
-	defer unix.Close(dev)
+	if s.devFD >= 0 {
+		unix.Close(s.devFD)
+	}
+	s.devFD = dev // closed at the end of the setup
 	nodes := []struct {
 		name         string
 		major, minor uint32
@@ -631,7 +665,8 @@ var defaultCaps = []uint{unix.CAP_CHOWN, unix.CAP_DAC_OVERRIDE, unix.CAP_FOWNER,
 	unix.CAP_SETGID, unix.CAP_SETUID, unix.CAP_SETPCAP, unix.CAP_NET_BIND_SERVICE, unix.CAP_NET_RAW,
 	unix.CAP_SYS_CHROOT, unix.CAP_MKNOD, unix.CAP_AUDIT_WRITE, unix.CAP_SETFCAP}
 
-// dropCaps confines this thread (and what it forks) to defaultCaps with no_new_privs.
+// dropCaps confines this thread (and what it forks) to defaultCaps with no_new_privs; the
+// seccomp filter (installKeyringFilter) comes after it.
 func dropCaps() error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return err
@@ -698,6 +733,16 @@ func (s *goInitState) exec(t *tokens, fds []int, dropped *bool) {
 	if flags&execPrivileged == 0 && !*dropped {
 		if err := dropCaps(); err != nil {
 			failed(stageCaps, err, "")
+			return
+		}
+		// Like the capabilities, the filter is the thread's, and what it forks inherits it; it
+		// comes last, as in the C init, and needs the no_new_privs dropCaps set.
+		if err := installKeyringFilter(); err != nil {
+			what := ""
+			if err == unix.ENOSYS {
+				what = "no filter for this architecture"
+			}
+			failed(stageSeccomp, err, what)
 			return
 		}
 		*dropped = true

@@ -38,7 +38,11 @@
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
+#include <stddef.h>
+#include <linux/audit.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 
 #ifndef SYS_clone3
 #define SYS_clone3 435
@@ -260,6 +264,8 @@ static const char *step(const char *fmt, const char *a, const char *b) {
 static int rootfd = -1;    // the overlay's root (a mount fd)
 static int scratchfd = -1; // the tmpfs holding upper/ and work/, when the init made it
 static int pivoted;
+static int nodev;     // the nodev op: device nodes on writable mounts cannot be opened
+static int devfd = -1; // the container's /dev (a mount fd), made read-only at the end with nodev
 static struct out *created;
 // What a pooled init did before it had a container to set up (see prewarm).
 static int pre_rslave, pre_lo, pre_dev = -1, pre_pts = -1, pre_shm = -1, pre_scratch = -1;
@@ -463,7 +469,7 @@ static void op_overlay(struct msg *m) {
 	}
 	int fs = overlay_fs(n, lowers, upper, work, opts, 1);
 	if (fs < 0) fs = overlay_fs(n, lowers, upper, work, opts, 0);
-	rootfd = fsmount_(fs, FSMOUNT_CLOEXEC_, 0);
+	rootfd = fsmount_(fs, FSMOUNT_CLOEXEC_, nodev ? MOUNT_ATTR_NODEV_ : 0);
 	if (rootfd < 0) fail("mount overlay", errno, NULL);
 	close(fs);
 	free(lowers);
@@ -497,11 +503,11 @@ static void op_bind(struct msg *m) {
 	if (!flags) fail("bind", EINVAL, "short message");
 	int mnt = open_tree_(AT_FDCWD, src, OPEN_TREE_CLONE_ | OPEN_TREE_CLOEXEC_ | AT_RECURSIVE_);
 	if (mnt < 0) fail(step("bind %s on %s", src, dst), errno, NULL);
-	if (strchr(flags, 'r')) {
-		struct mount_attr_ a = {.attr_set = MOUNT_ATTR_RDONLY_};
-		if (syscall(SYS_mount_setattr, mnt, "", AT_EMPTY_PATH | AT_RECURSIVE_, &a, sizeof a) < 0)
-			fail(step("make volume %s read-only", dst, NULL), errno, NULL);
-	}
+	// Flags are added, never cleared, to the whole tree: those the source's mounts have (locked
+	// ones in a user namespace included) stay.
+	struct mount_attr_ a = {.attr_set = (strchr(flags, 'r') ? MOUNT_ATTR_RDONLY_ : 0) | (nodev ? MOUNT_ATTR_NODEV_ : 0)};
+	if (a.attr_set && syscall(SYS_mount_setattr, mnt, "", AT_EMPTY_PATH | AT_RECURSIVE_, &a, sizeof a) < 0)
+		fail(step(strchr(flags, 'r') ? "make volume %s read-only" : "make volume %s nodev", dst, NULL), errno, NULL);
 	attach(mnt, dst, strchr(flags, 'f') != NULL, src);
 }
 
@@ -578,7 +584,8 @@ static void op_dev(struct msg *m) {
 	attach(pts, p, 0, "devpts");
 	snprintf(p, sizeof p, "%s/shm", dst);
 	attach(shm, p, 0, "shm");
-	close(dev);
+	if (devfd >= 0) close(devfd);
+	devfd = dev;
 }
 
 static void op_pivot(void) {
@@ -743,6 +750,8 @@ static void setup(void) {
 		else if (!strcmp(op, "cgroup")) op_cgroup(&m);
 		else if (!strcmp(op, "rslave")) {
 			if (!pre_rslave) rslave();
+		} else if (!strcmp(op, "nodev")) {
+			nodev = 1;
 		} else if (!strcmp(op, "hostname")) {
 			const char *h = tok(&m);
 			if (!h || sethostname(h, strlen(h)) < 0) fail("sethostname", h ? errno : EINVAL, h);
@@ -766,6 +775,16 @@ static void setup(void) {
 	for (int i = 0; i < m.nfds; i++) close(m.fds[i]);
 	free_msg(&m);
 	if (!pivoted) fail("setup", EPROTO, "no pivot");
+	if (devfd >= 0) {
+		// Its nodes are made and every mount below it is attached: with nodev, nothing may be
+		// added to it (a node made there would open). Not recursive: /dev/pts and /dev/shm,
+		// and a rootless container's bound nodes, stay writable.
+		struct mount_attr_ a = {.attr_set = MOUNT_ATTR_RDONLY_};
+		if (nodev && syscall(SYS_mount_setattr, devfd, "", AT_EMPTY_PATH, &a, sizeof a) < 0)
+			fail("make /dev read-only", errno, NULL);
+		close(devfd);
+		devfd = -1;
+	}
 	int unused[] = {pre_dev, pre_pts, pre_shm, pre_scratch};
 	for (size_t i = 0; i < sizeof unused / sizeof unused[0]; i++)
 		if (unused[i] >= 0) close(unused[i]);
@@ -827,7 +846,75 @@ struct spawn {
 	char failed[PATH_MAX];
 };
 
-enum { ST_STDIO = 1, ST_CHDIR, ST_CREDS, ST_CAPS, ST_LOOKUP, ST_EXEC, ST_TTY };
+enum { ST_STDIO = 1, ST_CHDIR, ST_CREDS, ST_CAPS, ST_LOOKUP, ST_EXEC, ST_TTY, ST_SECCOMP };
+
+// The seccomp filter of a non-privileged command: add_key, request_key and keyctl fail with EPERM,
+// every other system call is allowed. Without a user namespace, root in the container is the
+// host's root as far as the kernel's keyrings go (they belong to a uid), so these calls would
+// reach the host root's user keyring. The filter knows the ABIs a process on an x86-64 or arm64
+// kernel can call the kernel with: x86-64 and its x32 numbers (the same calls, with
+// __X32_SYSCALL_BIT), i386 (int 0x80, or a 32-bit binary), arm64 and 32-bit arm; any other
+// architecture in seccomp_data is killed. keyringFilter in seccomp_linux.go is the same program
+// (TestKeyringFilterSame).
+#define X32_BIT 0x40000000u
+#define SC_LD(field) BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, field))
+#define SC_DENY(nr) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM)
+// SC_ARCH skips the n instructions of an architecture's block when the call is not of a.
+#define SC_ARCH(a, n) SC_LD(arch), BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (a), 0, (n))
+#define SC_ALLOW BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
+static struct sock_filter keyring_filter[] = {
+	// x86-64: add_key 248, request_key 249, keyctl 250; x32: the same | X32_BIT.
+	SC_ARCH(AUDIT_ARCH_X86_64, 14),
+	SC_LD(nr),
+	SC_DENY(248),
+	SC_DENY(249),
+	SC_DENY(250),
+	SC_DENY(X32_BIT | 248),
+	SC_DENY(X32_BIT | 249),
+	SC_DENY(X32_BIT | 250),
+	SC_ALLOW,
+	// i386: add_key 286, request_key 287, keyctl 288.
+	SC_ARCH(AUDIT_ARCH_I386, 8),
+	SC_LD(nr),
+	SC_DENY(286),
+	SC_DENY(287),
+	SC_DENY(288),
+	SC_ALLOW,
+	// arm64 (asm-generic numbers): add_key 217, request_key 218, keyctl 219.
+	SC_ARCH(AUDIT_ARCH_AARCH64, 8),
+	SC_LD(nr),
+	SC_DENY(217),
+	SC_DENY(218),
+	SC_DENY(219),
+	SC_ALLOW,
+	// 32-bit arm (EABI): add_key 309, request_key 310, keyctl 311.
+	SC_ARCH(AUDIT_ARCH_ARM, 8),
+	SC_LD(nr),
+	SC_DENY(309),
+	SC_DENY(310),
+	SC_DENY(311),
+	SC_ALLOW,
+	BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+};
+
+// isorun_keyring_filter gives Go the filter, for the test that it is the Go init's.
+struct sock_filter *isorun_keyring_filter(unsigned *n) {
+	*n = sizeof keyring_filter / sizeof keyring_filter[0];
+	return keyring_filter;
+}
+
+// install_keyring_filter installs keyring_filter on the calling thread (no_new_privs must be
+// set). On a build for another architecture it fails with ENOSYS rather than run the command
+// unfiltered (or kill it: its own calls would be of an architecture the filter does not know).
+static int install_keyring_filter(void) {
+#if defined(__x86_64__) || defined(__i386__) || defined(__aarch64__) || defined(__arm__)
+	struct sock_fprog prog = {sizeof keyring_filter / sizeof keyring_filter[0], keyring_filter};
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
+#else
+	errno = ENOSYS;
+	return -1;
+#endif
+}
 
 static int spawn_child(void *arg) {
 	struct spawn *s = arg;
@@ -878,6 +965,14 @@ static int spawn_child(void *arg) {
 			d[c / 32].inheritable |= 1u << (c % 32);
 		}
 		if (syscall(SYS_capset, &h, d) < 0) goto caps;
+	}
+	// Last, so that nothing above runs under it; no_new_privs lets us install it without
+	// CAP_SYS_ADMIN, which the command no longer has.
+	if (!(s->flags & EXEC_PRIVILEGED) && install_keyring_filter() < 0) {
+		s->stage = ST_SECCOMP;
+		s->err = errno;
+		snprintf(s->failed, sizeof s->failed, "%s", errno == ENOSYS ? "no filter for this architecture" : "");
+		_exit(127);
 	}
 	const char *name = s->argv[0];
 	if (strchr(name, '/')) {

@@ -30,6 +30,10 @@ import (
 //	userns UID GID                rootless, zygote's inits only: map root to UID/GID, setgroups
 //	                              denied, before anything that needs the namespace's capabilities
 //	rslave                        make every mount a slave before mounting anything
+//	nodev                         unless privileged, before overlay: device nodes on the
+//	                              container's writable mounts cannot be opened (the overlay root
+//	                              and volumes nodev; tmpfs mounts and /dev/shm always are), and
+//	                              /dev is read-only once the setup has mounted everything
 //	hostname NAME
 //	scratch OPTS                  a private tmpfs for upper/ and work/
 //	overlay N LOWER... UPPER WORK OPTS   (UPPER empty: in the scratch tmpfs)
@@ -60,6 +64,7 @@ const (
 	stageLookup
 	stageExec
 	stageTTY
+	stageSeccomp
 )
 
 // message builds one datagram.

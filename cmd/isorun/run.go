@@ -124,7 +124,7 @@ func cmdRun(args []string) int {
 	fs.BoolVar(&o.tty, "t", false, "give the command a terminal (a pty); with -i, an interactive session")
 	fs.BoolVar(&o.tty, "tty", false, "same as -t")
 	fs.Var(&o.tmpfs, "tmpfs", "mount an empty tmpfs at `DIR`, not part of the diff (repeatable)")
-	fs.BoolVar(&o.privileged, "privileged", false, "keep every capability for the command")
+	fs.BoolVar(&o.privileged, "privileged", false, "keep every capability for the command, without no_new_privs or the seccomp filter; device nodes open on every mount")
 	fs.StringVar(&o.memory, "memory", "", "limit the container's memory to `SIZE` (64m, 1g; no swap): past it the OOM killer ends the command (137)")
 	fs.Int64Var(&o.pids, "pids", 0, "limit the container to `N` processes (threads included)")
 	fs.Float64Var(&o.cpus, "cpus", 0, "limit the container to `F` CPUs' worth of time (0.5, 2)")

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -19,7 +20,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: escape chroot|links|devices|mount|module|ptrace|handle|euid|keyring ARG...")
+		fmt.Fprintln(os.Stderr, "usage: escape chroot|links|devices|open|mount|module|ptrace|handle|euid|keyring|pty ARG...")
 		os.Exit(2)
 	}
 	args := os.Args[2:]
@@ -29,7 +30,11 @@ func main() {
 	case "links":
 		links(args[0])
 	case "devices":
-		devices(args)
+		devices(strings.Split(args[0], ","), args[1:])
+	case "open":
+		for _, p := range args {
+			report("open "+p, openNode(p))
+		}
 	case "mount":
 		mounts()
 	case "module":
@@ -41,9 +46,9 @@ func main() {
 	case "euid":
 		fmt.Printf("euid: %d\n", os.Geteuid())
 	case "keyring":
-		id, err := unix.KeyctlGetKeyringID(unix.KEY_SPEC_USER_KEYRING, false)
-		fmt.Printf("user keyring: %d\n", id)
-		report("keyctl", err)
+		keyring()
+	case "pty":
+		pty()
 	default:
 		fmt.Fprintf(os.Stderr, "escape: unknown attempt %q\n", os.Args[1])
 		os.Exit(2)
@@ -108,29 +113,92 @@ func links(marker string) {
 	fmt.Printf("links tried: %d, reached the host: %d\n", tried, reached)
 }
 
-// devices makes device nodes (TYPE:MAJOR:MINOR, TYPE b or c) in /tmp and opens them read-only.
-func devices(specs []string) {
-	for i, s := range specs {
-		f := strings.Split(s, ":")
-		maj, _ := strconv.Atoi(f[1])
-		min, _ := strconv.Atoi(f[2])
-		mode := uint32(unix.S_IFCHR)
-		if f[0] == "b" {
-			mode = unix.S_IFBLK
+// devices makes device nodes (TYPE:MAJOR:MINOR, TYPE b or c) in each of dirs and opens them
+// read-only; it reports "mknod DIR SPEC" and, when that worked, "open DIR SPEC".
+func devices(dirs, specs []string) {
+	for _, dir := range dirs {
+		for i, s := range specs {
+			f := strings.Split(s, ":")
+			maj, _ := strconv.Atoi(f[1])
+			min, _ := strconv.Atoi(f[2])
+			mode := uint32(unix.S_IFCHR)
+			if f[0] == "b" {
+				mode = unix.S_IFBLK
+			}
+			p := fmt.Sprintf("%s/escape-dev%d", dir, i)
+			os.Remove(p)
+			if err := unix.Mknod(p, mode|0o600, int(unix.Mkdev(uint32(maj), uint32(min)))); err != nil {
+				report("mknod "+dir+" "+s, err)
+				continue
+			}
+			report("open "+dir+" "+s, openNode(p))
+			os.Remove(p)
 		}
-		p := fmt.Sprintf("/tmp/dev%d", i)
-		os.Remove(p)
-		if err := unix.Mknod(p, mode|0o600, int(unix.Mkdev(uint32(maj), uint32(min)))); err != nil {
-			report("mknod "+s, err)
-			continue
-		}
-		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-		if err == nil {
-			unix.Close(fd)
-		}
-		report("open "+s, err)
-		os.Remove(p)
 	}
+}
+
+// openNode opens a device node read-only and non-blocking, and closes it.
+func openNode(p string) error {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err == nil {
+		unix.Close(fd)
+	}
+	return err
+}
+
+// keyring tries the kernel keyring calls: keyctl (the user keyring's id), add_key (to this
+// process's own keyring, which goes with it) and request_key (of a key that does not exist,
+// without callout info, so that no upcall runs on the host). On x86-64 it also tries keyctl by
+// its x32 number (the x86-64 number with __X32_SYSCALL_BIT), which a 64-bit process may use.
+func keyring() {
+	id, err := unix.KeyctlGetKeyringID(unix.KEY_SPEC_USER_KEYRING, false)
+	fmt.Printf("user keyring: %d\n", id)
+	report("keyctl", err)
+	_, err = unix.AddKey("user", "isorun-escape", []byte("x"), unix.KEY_SPEC_PROCESS_KEYRING)
+	report("add_key", err)
+	typ, _ := unix.BytePtrFromString("user")
+	desc, _ := unix.BytePtrFromString("isorun-escape-none")
+	_, _, errno := unix.Syscall6(unix.SYS_REQUEST_KEY, uintptr(unsafe.Pointer(typ)), uintptr(unsafe.Pointer(desc)), 0, 0, 0, 0)
+	report("request_key", errnoErr(errno))
+	if runtime.GOARCH == "amd64" {
+		const x32Keyctl = 0x40000000 | 250
+		_, _, errno = unix.Syscall(x32Keyctl, unix.KEYCTL_GET_KEYRING_ID, uintptr(0xffffffff&unix.KEY_SPEC_USER_KEYRING), 0)
+		report("keyctl x32", errnoErr(errno))
+	}
+}
+
+// pty opens a pseudo-terminal pair through /dev/ptmx, as a terminal program would: /dev/ptmx
+// and /dev/pts must work in a read-only /dev.
+func pty() {
+	m, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		report("open /dev/ptmx", err)
+		return
+	}
+	defer unix.Close(m)
+	if err := unix.IoctlSetPointerInt(m, unix.TIOCSPTLCK, 0); err != nil {
+		report("unlockpt", err)
+		return
+	}
+	n, err := unix.IoctlGetUint32(m, unix.TIOCGPTN)
+	if err != nil {
+		report("ptsname", err)
+		return
+	}
+	name := fmt.Sprintf("/dev/pts/%d", n)
+	s, err := unix.Open(name, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err == nil {
+		_, err = unix.Write(s, []byte("x"))
+		unix.Close(s)
+	}
+	report("pty "+name, err)
+}
+
+func errnoErr(e unix.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
 }
 
 // mounts tries the syscalls that change mounts or namespaces.
