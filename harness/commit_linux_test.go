@@ -1,8 +1,10 @@
 package harness
 
 import (
+	"archive/tar"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -217,4 +219,27 @@ func TestWriteLayerApplies(t *testing.T) {
 	img, err := fixtures.Open(root)
 	require.NoError(t, err)
 	assert.Equal(t, want, tree(t, Container(t, img)))
+}
+
+// TestWriteLayerOwners: a layer records what the container saw: root's files as 0:0, also from a
+// rootless container, whose root is the caller (whose files are the caller's on the host).
+func TestWriteLayerOwners(t *testing.T) {
+	needContainers(t)
+	t.Parallel()
+	sb := Container(t, fixtures.Busybox())
+	sb.MustRun("sh", "-c", "mkdir /d && echo x > /d/f")
+	assert.Equal(t, "0:0\n", sb.MustRun("stat", "-c", "%u:%g", "/d/f"))
+	var buf bytes.Buffer
+	require.NoError(t, sb.WriteLayer(&buf))
+	tr := tar.NewReader(&buf)
+	owners := map[string]string{}
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		owners[hdr.Name] = fmt.Sprintf("%d:%d", hdr.Uid, hdr.Gid)
+	}
+	assert.Equal(t, map[string]string{"d/": "0:0", "d/f": "0:0"}, owners, "rootless: %v", sb.Rootless())
 }
