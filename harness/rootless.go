@@ -27,6 +27,8 @@ import (
 //   - Resource limits (WithMemory, WithPids, WithCPU, WithAccounting) need a cgroup the user may
 //     write (a delegated one, as systemd gives a user session on cgroup v2); without one they
 //     fail saying so (isolate.ResourcesBlocker says it beforehand).
+//   - Layers and archives record what the container saw: WriteLayer, and an image exported by
+//     a user (isorun run --commit), write the user's files as root's (0:0).
 //   - Commit works the same, but a layer committed from a rootless container marks its opaque
 //     directories for rootless containers only (user.overlay.*), and one committed as root for
 //     root containers only (trusted.overlay.*): starting the other kind on it fails, saying so.
