@@ -77,7 +77,7 @@ as_user() {
 skips() {
 	awk '
 	/^=== (RUN|CONT|NAME) / { cur = $3; next }
-	/^ *--- SKIP: / {
+	/^ *--- SKIP: (Test|Example|Fuzz)/ {
 		name = $3
 		rest = $0; sub(/^ *--- SKIP: [^ ]+ */, "", rest)
 		if (rest !~ /^\([0-9.]+s\)$/) reason[name] = rest
@@ -109,8 +109,9 @@ for p in "${pkgs[@]}"; do
 		status=FAIL
 		fail=1
 	fi
-	pass=$(grep -c -- '--- PASS' "$log" || true)
-	skip=$(grep -c -- '--- SKIP' "$log" || true)
+	# Tests of this binary only, not the "--- PASS: name" lines of what a scenario printed.
+	pass=$(grep -cE -- '^ *--- PASS: (Test|Example|Fuzz)' "$log" || true)
+	skip=$(grep -cE -- '^ *--- SKIP: (Test|Example|Fuzz)' "$log" || true)
 	echo "$status	$p (rootless)	$(($(date +%s) - start))s	$pass passed, $skip skipped"
 	# Every skip with its reason: a rootless skip must name what is missing.
 	skips "$log"
