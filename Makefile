@@ -28,8 +28,11 @@ vet:
 	$(GO) vet ./...
 	GOOS=darwin $(GO) vet ./...
 
+# As root, test then runs the harness, harness/script and cmd/isorun suites again as an
+# unprivileged user (rootless containers); not root, the suites above ran rootless already.
 test: deps vet
 	$(GO) test -race -count=1 ./...
+	GO=$(GO) ./ci/test-rootless.sh
 
 # fuzz runs every fuzzer for FUZZTIME each, one after another on one worker (-parallel=1, so
 # the machine stays usable); what a fuzzer finds lands in its package's testdata/fuzz/<Name>/.

@@ -71,6 +71,33 @@ as_user() {
 		GOFLAGS= ${ISORUN_REQUIRE:+ISORUN_REQUIRE=$ISORUN_REQUIRE} LANG=C.UTF-8 "$@")
 }
 
+# skips lists each skipped test of a `-test.v` log with its reason: the last line that test
+# logged from a t.Skip (FILE.go:N: ...) or a testscript skip command, or what follows
+# "--- SKIP: NAME" on its line (TestMain's own notes).
+skips() {
+	awk '
+	/^=== (RUN|CONT|NAME) / { cur = $3; next }
+	/^ *--- SKIP: (Test|Example|Fuzz)/ {
+		name = $3
+		rest = $0; sub(/^ *--- SKIP: [^ ]+ */, "", rest)
+		if (rest !~ /^\([0-9.]+s\)$/) reason[name] = rest
+		order[++n] = name
+		next
+	}
+	/^ +[A-Za-z0-9_]+\.go:[0-9]+: / || /^ +> (\[[^]]*\] )*skip( |$)/ {
+		line = $0; sub(/^ +/, "", line)
+		if (cur != "") last[cur] = line
+	}
+	END {
+		for (i = 1; i <= n; i++) {
+			r = reason[order[i]]
+			if (r == "") r = last[order[i]]
+			if (r == "") r = "(no reason logged)"
+			printf "\tSKIP %s: %s\n", order[i], r
+		}
+	}' "$1"
+}
+
 echo "test-rootless: as $user (uid $uid): ${pkgs[*]}"
 fail=0
 for p in "${pkgs[@]}"; do
@@ -82,11 +109,12 @@ for p in "${pkgs[@]}"; do
 		status=FAIL
 		fail=1
 	fi
-	pass=$(grep -c -- '--- PASS' "$log" || true)
-	skip=$(grep -c -- '--- SKIP' "$log" || true)
+	# Tests of this binary only, not the "--- PASS: name" lines of what a scenario printed.
+	pass=$(grep -cE -- '^ *--- PASS: (Test|Example|Fuzz)' "$log" || true)
+	skip=$(grep -cE -- '^ *--- SKIP: (Test|Example|Fuzz)' "$log" || true)
 	echo "$status	$p (rootless)	$(($(date +%s) - start))s	$pass passed, $skip skipped"
 	# Every skip with its reason: a rootless skip must name what is missing.
-	grep -A1 -- '--- SKIP' "$log" | grep -v -- '^--$' | sed 's/^/	/' || true
+	skips "$log"
 	if [ $status = FAIL ]; then
 		grep -B2 -A30 -- '--- FAIL' "$log" | head -300 || tail -100 "$log"
 	fi

@@ -243,6 +243,10 @@ func (e *Engine) WriteLayer(w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if e.c.Rootless() {
+		// The container's root is this process's user: the layer records root.
+		return overlay.WriteLayerAs(w, e.c.Upper(), ch, overlay.Owner{UID: os.Geteuid(), GID: os.Getegid()})
+	}
 	return overlay.WriteLayer(w, e.c.Upper(), ch)
 }
 

@@ -17,6 +17,7 @@ import (
 // exists only in the container's upper layer, and the diff is exactly what git wrote.
 func TestHostGit(t *testing.T) {
 	needContainers(t)
+	needHostImage(t)
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Skipf("no git on the host: %v", err)
 	}

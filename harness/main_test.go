@@ -11,6 +11,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/isorun/isorun/fixtures"
+	"github.com/isorun/isorun/isolate"
 )
 
 // helperEnv, when set, makes this test binary a child that one test started to run a helper
@@ -31,6 +37,10 @@ func TestMain(m *testing.M) {
 		// not match and they would fail where every test skips. Skip them by flag instead.
 		flag.Set("test.skip", "^Example")
 		fmt.Fprintf(os.Stderr, "harness tests: examples skipped: %s\n", reason)
+	} else if err := hostImageBlocked(); err != nil {
+		// The same for the one example on the host image, which rootless cannot run.
+		flag.Set("test.skip", "^ExampleContainer_host$")
+		fmt.Fprintf(os.Stderr, "--- SKIP: ExampleContainer_host (by -test.skip): %v\n", err)
 	}
 	root, err := os.MkdirTemp("", "isorun-harness-test-")
 	if err != nil {
@@ -126,7 +136,14 @@ func foreignProcesses() []string {
 			continue
 		}
 		ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
-		if err != nil || ns == myNS {
+		if err != nil {
+			// A container's init is not dumpable: not root, its ns links are closed to us
+			// (EACCES). Its status still says how deep its pid namespace is.
+			if nspidDepth(pid) <= nspidDepth(me) {
+				continue
+			}
+			ns = fmt.Sprintf("a pid namespace below ours (NSpid depth %d)", nspidDepth(pid))
+		} else if ns == myNS {
 			continue
 		}
 		if descends(pid, me) {
@@ -138,6 +155,21 @@ func foreignProcesses() []string {
 		}
 	}
 	return out
+}
+
+// nspidDepth is how many pid namespaces pid is in (its NSpid line in /proc/PID/status), 0 when
+// that cannot be read.
+func nspidDepth(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "NSpid:"); ok {
+			return len(strings.Fields(rest))
+		}
+	}
+	return 0
 }
 
 // descends reports whether pid's parent chain reaches ancestor.
@@ -220,6 +252,32 @@ func isOurs(mountinfoLine string) bool {
 // needContainers skips (or, with ISORUN_REQUIRE=1, fails) a test that needs containers where
 // they can't run, as Container does, for tests that must decide before their first Container:
 // those that check a fake T's record or a child's output, or build things first.
+// hostImageBlocked is why fixtures.Host() cannot be a container's image here, nil when it can:
+// rootless, overlayfs refuses the host's root as a lower (see isolate.ErrLowerHasMounts).
+func hostImageBlocked() error {
+	if !Rootless() {
+		return nil
+	}
+	if err := isolate.RootlessLowerBlocker("/"); err != nil {
+		return fmt.Errorf("rootless: the host image cannot run: %w", err)
+	}
+	return nil
+}
+
+// needHostImage skips a test on fixtures.Host() where it cannot run, after checking that
+// Container refuses it with that reason.
+func needHostImage(t *testing.T) {
+	t.Helper()
+	err := hostImageBlocked()
+	if err == nil {
+		return
+	}
+	f := runFake(func(ft *fakeT) { Container(ft, fixtures.Host()) })
+	require.True(t, f.fatal, "the host image started rootless although %v", err)
+	assert.Contains(t, f.errorText(), isolate.ErrLowerHasMounts.Error())
+	t.Skip(err)
+}
+
 func needContainers(t *testing.T) {
 	t.Helper()
 	if reason, fail := platformPolicy(runtime.GOOS, blocker(false), os.Getenv("ISORUN_REQUIRE")); fail {

@@ -72,12 +72,19 @@ func TestWithUser(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.user, func(t *testing.T) {
 			t.Parallel()
+			if Rootless() && tt.want[:4] != "0 0 " {
+				assertRootlessRefusesUser(t, fixtures.Busybox(), tt.user)
+				return
+			}
 			sb := Container(t, fixtures.Busybox(), WithUser(tt.user))
 			assert.Equal(t, tt.want+"\n", sb.MustRun("sh", "-c", `echo "$(id -u) $(id -g) $(id -G) $HOME"`))
 		})
 	}
 	t.Run("a user file is owned by the user", func(t *testing.T) {
 		t.Parallel()
+		if Rootless() {
+			t.Skip("rootless: only root is mapped, so no file can belong to another user (the refusal is asserted above)")
+		}
 		sb := Container(t, fixtures.Busybox(), WithUser("user"), WithWorkdir("/home/user"))
 		sb.MustRun("touch", "mine")
 		assert.Equal(t, "user user\n", sb.MustRun("stat", "-c", "%U %G", "/home/user/mine"))
@@ -94,6 +101,15 @@ func TestWithUser(t *testing.T) {
 			assert.Contains(t, f.errorText(), `user "`+u+`": no such entry in the container's /etc/`)
 		}
 	})
+}
+
+// assertRootlessRefusesUser checks that a rootless container refuses a user other than root,
+// which only root being mapped in its user namespace cannot give, with an error that says so.
+func assertRootlessRefusesUser(t *testing.T, img fixtures.Image, user string) {
+	t.Helper()
+	f := runFake(func(ft *fakeT) { Container(ft, img, WithUser(user)) })
+	require.True(t, f.fatal, "rootless: user %q was not refused", user)
+	assert.Contains(t, f.errorText(), "a rootless container maps only root")
 }
 
 func TestWithTimeout(t *testing.T) {

@@ -1,12 +1,15 @@
 package harness
 
 import (
+	"os"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/isorun/isorun/fixtures"
+	"github.com/isorun/isorun/isolate"
 )
 
 func TestParseMemory(t *testing.T) {
@@ -45,6 +48,7 @@ func TestParseMemory(t *testing.T) {
 
 func TestWithMemory(t *testing.T) {
 	needContainers(t)
+	needResources(t)
 	t.Parallel()
 	sb := Container(t, fixtures.Busybox(), WithMemory(32<<20))
 	r := sb.Run("tail", "/dev/zero")
@@ -61,6 +65,7 @@ func TestWithMemory(t *testing.T) {
 
 func TestWithPids(t *testing.T) {
 	needContainers(t)
+	needResources(t)
 	t.Parallel()
 	sb := Container(t, fixtures.Busybox(), WithPids(10))
 	// Twenty background sleeps: the ones past the limit fail to fork.
@@ -72,6 +77,7 @@ func TestWithPids(t *testing.T) {
 
 func TestWithCPUAndAccounting(t *testing.T) {
 	needContainers(t)
+	needResources(t)
 	t.Parallel()
 	sb := Container(t, fixtures.Busybox(), WithCPU(1.5))
 	sb.MustRun("sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done")
@@ -87,4 +93,19 @@ func TestWithCPUAndAccounting(t *testing.T) {
 	defer e.Release()
 	_, err = e.Stats()
 	assert.ErrorContains(t, err, "WithAccounting")
+}
+
+// resourcesBlocked is what stops resource limits here (isolate.ResourcesBlocker), probed once.
+var resourcesBlocked = sync.OnceValue(isolate.ResourcesBlocker)
+
+// needResources skips a test of resource limits where a rootless process cannot make cgroups
+// (no delegated cgroup it may write), naming why; as root they must work.
+func needResources(t *testing.T) {
+	t.Helper()
+	if err := resourcesBlocked(); err != nil {
+		if os.Geteuid() == 0 && os.Getenv("ISORUN_ROOTLESS") == "" {
+			t.Fatalf("resource limits as root: %v", err)
+		}
+		t.Skipf("rootless: resource limits unavailable: %v", err)
+	}
 }

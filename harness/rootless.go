@@ -20,6 +20,15 @@ import (
 //     host's null, zero, full, random, urandom and tty, bind-mounted.
 //   - Commands keep the caller's supplementary groups (setgroups is denied in the namespace).
 //   - /sys is the host's, read-only, where the kernel refuses a sysfs of the container's own.
+//   - fixtures.Host() cannot be the image: overlayfs refuses, in a user namespace, a lower with
+//     mounts below it (the kernel locks them so that what they hide stays hidden), and the
+//     host's root always has some (/proc, /dev, ...). Container fails saying so
+//     (isolate.ErrLowerHasMounts); so does any image directory with mounts below it.
+//   - Resource limits (WithMemory, WithPids, WithCPU, WithAccounting) need a cgroup the user may
+//     write (a delegated one, as systemd gives a user session on cgroup v2); without one they
+//     fail saying so (isolate.ResourcesBlocker says it beforehand).
+//   - Layers and archives record what the container saw: WriteLayer, and an image exported by
+//     a user (isorun run --commit), write the user's files as root's (0:0).
 //   - Commit works the same, but a layer committed from a rootless container marks its opaque
 //     directories for rootless containers only (user.overlay.*), and one committed as root for
 //     root containers only (trusted.overlay.*): starting the other kind on it fails, saying so.

@@ -66,6 +66,9 @@ func Start(ctx context.Context, cfg Config) (_ *Container, err error) {
 	}
 	cfg.Rootless = cfg.Rootless || Rootless()
 	c := &Container{id: newID(), cfg: cfg, pidfd: -1, jobs: map[string]*Cmd{}, done: make(chan struct{}), reaped: make(chan struct{})}
+	if err := c.checkRootlessLowers(); err != nil {
+		return nil, err
+	}
 	// A failed start leaves no trace, not even the volume directories it made on the host.
 	defer func() {
 		if err != nil {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -220,4 +222,61 @@ func inUserns() bool {
 	}
 	f := strings.Fields(string(b))
 	return !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
+}
+
+// ErrLowerHasMounts is what a rootless Start fails with (wrapped, naming the lower and the
+// mounts) when an image layer has mounts below it, as the host's root always has (/proc, /sys,
+// /dev). In a user namespace the kernel locks every mount it inherited to its parent, so that
+// nothing they hide can be revealed, and overlayfs refuses a lower with locked mounts below it
+// (it clones each lower without them: the kernel logs "overlayfs: failed to clone lowerpath"
+// and the mount fails with EINVAL). So fixtures.Host() cannot be a rootless container's image.
+var ErrLowerHasMounts = errors.New("overlayfs refuses, in a user namespace, a lower with mounts below it (the kernel locks them there so that what they hide stays hidden)")
+
+// RootlessLowerBlocker says why lower cannot be a layer of a rootless container: an error
+// wrapping ErrLowerHasMounts when something is mounted below it; nil when nothing known stops it.
+func RootlessLowerBlocker(lower string) error {
+	dir, err := filepath.EvalSymlinks(lower)
+	if err != nil {
+		return nil // Start names a missing lower itself
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var below []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescapeOctal(f[4])
+		if rel, ok := underPath(mp, dir); ok && rel != "" {
+			below = append(below, mp)
+		}
+	}
+	if len(below) == 0 {
+		return nil
+	}
+	slices.Sort(below)
+	below = slices.Compact(below)
+	more := ""
+	if len(below) > 4 {
+		more = fmt.Sprintf(" and %d more", len(below)-4)
+		below = below[:4]
+	}
+	return fmt.Errorf("lower %s has mounts below it (%s%s): %w", lower, strings.Join(below, ", "), more, ErrLowerHasMounts)
+}
+
+// checkRootlessLowers fails a rootless container whose layers overlayfs would refuse, before any
+// process is made, with the reason instead of the kernel's bare EINVAL.
+func (c *Container) checkRootlessLowers() error {
+	if !c.cfg.Rootless {
+		return nil
+	}
+	for _, l := range c.cfg.Lowers {
+		if err := RootlessLowerBlocker(l); err != nil {
+			return fmt.Errorf("isolate: start rootless container: %w", err)
+		}
+	}
+	return nil
 }

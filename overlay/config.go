@@ -71,3 +71,7 @@ func mountPoints(mountinfo string) []string {
 	}
 	return mps
 }
+
+// Owner is a uid and gid; for WriteLayerAs, the host ids of the root of the container the
+// layer comes from (the zero value: root's own, written as they are).
+type Owner struct{ UID, GID int }

@@ -40,7 +40,16 @@ const ociWhiteoutPrefix = ".wh."
 // the output depends only on upper and c. Sockets cannot be stored in a tar
 // and are left out, as docker does.
 func WriteLayer(w io.Writer, upper string, c Changes) error {
-	if err := writeLayer(w, upper, c); err != nil {
+	return WriteLayerAs(w, upper, c, Owner{})
+}
+
+// WriteLayerAs is WriteLayer recording the files of root, the host ids of root (o.UID and
+// o.GID), as owned by uid and gid 0. A rootless container's root is its caller: what the
+// container and its image wrote is the caller's on the host, and root's inside, which is what a
+// layer records (an image that a rootless container committed then runs with the same owners as
+// root).
+func WriteLayerAs(w io.Writer, upper string, c Changes, root Owner) error {
+	if err := writeLayer(w, upper, c, root); err != nil {
 		return fmt.Errorf("overlay: write layer from %s: %w", upper, err)
 	}
 	return nil
@@ -52,7 +61,7 @@ type layerItem struct {
 	whiteout bool
 }
 
-func writeLayer(w io.Writer, upper string, c Changes) error {
+func writeLayer(w io.Writer, upper string, c Changes, root Owner) error {
 	upper = filepath.Clean(upper)
 	items := make(map[string]layerItem)
 	var files []string // regular files to check for hard links
@@ -103,7 +112,7 @@ func writeLayer(w io.Writer, upper string, c Changes) error {
 			}
 			continue
 		}
-		if err := writeItem(tw, upper, name, linkOf[name]); err != nil {
+		if err := writeItem(tw, upper, name, linkOf[name], root); err != nil {
 			return err
 		}
 	}
@@ -195,7 +204,7 @@ func hardLinks(upper string, names []string, items map[string]layerItem) (map[st
 
 // writeItem writes the upper's entry name; linkTo, when set, names an
 // earlier entry of the same inode.
-func writeItem(tw *tar.Writer, upper, name, linkTo string) error {
+func writeItem(tw *tar.Writer, upper, name, linkTo string, root Owner) error {
 	p := upper + "/" + name
 	var st unix.Stat_t
 	if err := unix.Lstat(p, &st); err != nil {
@@ -207,6 +216,12 @@ func writeItem(tw *tar.Writer, upper, name, linkTo string) error {
 		Uid:     int(st.Uid),
 		Gid:     int(st.Gid),
 		ModTime: time.Unix(st.Mtim.Sec, 0),
+	}
+	if hdr.Uid == root.UID {
+		hdr.Uid = 0
+	}
+	if hdr.Gid == root.GID {
+		hdr.Gid = 0
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:

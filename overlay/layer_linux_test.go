@@ -291,3 +291,47 @@ func TestComparePaths(t *testing.T) {
 		t.Errorf("got %q, want %q", in, want)
 	}
 }
+
+// TestWriteLayerAsRoot: WriteLayerAs records the given host ids of root as 0 and leaves other
+// owners as they are.
+func TestWriteLayerAsRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: chown to other users")
+	}
+	upper := t.TempDir()
+	for _, f := range []struct {
+		name     string
+		uid, gid int
+	}{{"mine", 4242, 4343}, {"other", 1, 2}, {"half", 4242, 2}} {
+		p := filepath.Join(upper, f.name)
+		if err := os.WriteFile(p, []byte(f.name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Lchown(p, f.uid, f.gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := Changes{{Kind: Added, Path: "/half"}, {Kind: Added, Path: "/mine"}, {Kind: Added, Path: "/other"}}
+	var buf bytes.Buffer
+	if err := WriteLayerAs(&buf, upper, c, Owner{UID: 4242, GID: 4343}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	tr := tar.NewReader(&buf)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[hdr.Name] = fmt.Sprintf("%d:%d", hdr.Uid, hdr.Gid)
+	}
+	want := map[string]string{"half": "0:2", "mine": "0:0", "other": "1:2"}
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("%s: owner %q, want %q (all: %v)", name, got[name], w, got)
+		}
+	}
+}

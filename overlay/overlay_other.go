@@ -22,6 +22,9 @@ func Unmount(target string) error                           { return errUnsuppor
 func Remove(dir string) error                               { return errUnsupported("remove") }
 func Diff(upper string, lowers []string) (Changes, error)   { return nil, errUnsupported("diff") }
 func WriteLayer(w io.Writer, upper string, c Changes) error { return errUnsupported("write layer") }
+func WriteLayerAs(w io.Writer, upper string, c Changes, root Owner) error {
+	return errUnsupported("write layer")
+}
 
 // Scratch is a detached tmpfs for an upper and a work directory (Linux only).
 type Scratch struct{}

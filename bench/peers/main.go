@@ -13,12 +13,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
@@ -40,6 +42,7 @@ var (
 	flagCLI     = flag.String("cli", "bin/isorun", "path of the isorun binary")
 	flagOnly    = flag.String("only", "", "comma-separated sections: peers,scaling,diff,memory (default all)")
 	flagJSON    = flag.String("json", "", "also write the results as JSON here")
+	flagPeers   = flag.String("peers", "", "only the lifecycle rows whose name matches this regexp (default all)")
 )
 
 type result struct {
@@ -185,6 +188,22 @@ func peers(root string) []result {
 			_, err = e.Diff()
 			return err
 		}},
+		// The same lifecycle rootless: in a user namespace of its own, as a user's tests run.
+		{name: "isorun (library, rootless)", n: *flagN, once: func() error {
+			e, err := harness.Start(context.Background(), fixtures.Busybox(), harness.WithRootless())
+			if err != nil {
+				return err
+			}
+			defer e.Release()
+			if !e.Rootless() {
+				return errors.New("harness.WithRootless: the container is not rootless")
+			}
+			if err := e.Command("true").Run(); err != nil {
+				return err
+			}
+			_, err = e.Diff()
+			return err
+		}},
 		{name: "isorun (library, Go init)", n: *flagN, setup: func() error { return os.Setenv("ISORUN_INIT", "go") }, once: func() error {
 			defer os.Unsetenv("ISORUN_INIT")
 			c, err := isolate.Start(context.Background(), isolate.Config{Lowers: []string{root}})
@@ -227,8 +246,15 @@ func peers(root string) []result {
 			return run("podman", "run", "--rm", "--network=none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "localhost/isorun-bench-busybox", "/bin/true")
 		}},
 	}
+	only, err := regexp.Compile(*flagPeers)
+	if err != nil {
+		fatal("-peers: %v", err)
+	}
 	var results []result
 	for _, p := range list {
+		if !only.MatchString(p.name) {
+			continue
+		}
 		r := result{Name: p.name}
 		if p.setup != nil {
 			if err := p.setup(); err != nil {
@@ -266,7 +292,11 @@ func peers(root string) []result {
 			fmt.Printf("| %s | failed: %s | | |\n", r.Name, firstLine(r.Err))
 			continue
 		}
-		fmt.Printf("| %s | %s | %s | %.2fx |\n", r.Name, ms(r.median()), ms(pct(r.Samples, 90)), float64(r.median())/float64(base))
+		vs := ""
+		if base > 0 {
+			vs = fmt.Sprintf("%.2fx", float64(r.median())/float64(base))
+		}
+		fmt.Printf("| %s | %s | %s | %s |\n", r.Name, ms(r.median()), ms(pct(r.Samples, 90)), vs)
 	}
 	fmt.Println()
 	live := liveCommand()

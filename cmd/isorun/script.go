@@ -158,9 +158,14 @@ func (r *scriptRunner) Run(name string, f func(testscript.T)) {
 		r.skipped++
 	}
 	fmt.Printf("--- %s: %s (%.2fs)\n", status, name, time.Since(start).Seconds())
-	if status == "FAIL" || r.verbose {
-		for _, line := range strings.Split(strings.TrimRight(child.log.String(), "\n"), "\n") {
+	lines := strings.Split(strings.TrimRight(child.log.String(), "\n"), "\n")
+	switch {
+	case status == "FAIL" || r.verbose:
+		for _, line := range lines {
 			fmt.Printf("    %s\n", line)
 		}
+	case status == "SKIP":
+		// Why: the skip command, the log's last line.
+		fmt.Printf("    %s\n", strings.TrimSpace(lines[len(lines)-1]))
 	}
 }

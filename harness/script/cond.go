@@ -6,12 +6,14 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/isorun/isorun/harness"
+	"github.com/isorun/isorun/isolate"
 )
 
 // Condition reports the container conditions, for testscript.Params.Condition: containers,
-// root, userns, overlay. Others are an error, as testscript reports unknown conditions.
+// root, userns, overlay, rootless, limits. Others are an error, as testscript reports unknown conditions.
 func Condition(cond string) (bool, error) {
 	switch cond {
 	case "containers":
@@ -22,9 +24,17 @@ func Condition(cond string) (bool, error) {
 		return hasUserns(), nil
 	case "overlay":
 		return hasOverlay(), nil
+	case "rootless":
+		return runtime.GOOS == "linux" && harness.Rootless(), nil
+	case "limits":
+		return limitsBlocked() == nil, nil
 	}
-	return false, fmt.Errorf("unknown condition %q (isorun knows containers, root, userns, overlay)", cond)
+	return false, fmt.Errorf("unknown condition %q (isorun knows containers, root, userns, overlay, rootless, limits)", cond)
 }
+
+// limitsBlocked is what stops resource limits here (isolate.ResourcesBlocker: it makes a
+// cgroup and removes it), probed once.
+var limitsBlocked = sync.OnceValue(isolate.ResourcesBlocker)
 
 // hasUserns says whether this process could make a user namespace: the kernel has them and
 // no sysctl (Debian's unprivileged_userns_clone, Ubuntu's AppArmor restriction) stops a

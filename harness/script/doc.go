@@ -82,6 +82,10 @@
 //	[root]        running as root
 //	[userns]      user namespaces are available (a rootless run could use them)
 //	[overlay]     the kernel has overlayfs
+//	[rootless]    containers run rootless (not root, or ISORUN_ROOTLESS=1): only root is
+//	              mapped in them, and the host image cannot run (see harness.Rootless)
+//	[limits]      resource limits (-memory, -pids, -cpus) work here: root, or a delegated
+//	              cgroup this user may write
 //
 // Usage errors read like testscript's own ("usage: cexec NAME CMD [ARG...]") and fail the
 // script whatever the `!`.
