@@ -149,6 +149,12 @@ type soak struct {
 	commits, volumes, cgroups, timeouts, ctxKills, background atomic.Int64
 }
 
+// withCgroup says whether lifecycle kind k gets a cgroup (WithPids): one in ten, where cgroups
+// can be made (not rootless without a delegated cgroup).
+func (s *soak) withCgroup(k int) bool {
+	return k%10 == 3 && resourcesBlocked() == nil
+}
+
 // soakKinds is the number of distinct lifecycle shapes: the options and steps depend on i mod
 // it.
 const soakKinds = 60
@@ -182,7 +188,7 @@ func (s *soak) options(i int) []Option {
 	if k%5 == 0 {
 		opts = append(opts, WithVolume(s.volDir(i), "/vol", false))
 	}
-	if k%10 == 3 {
+	if s.withCgroup(k) {
 		opts = append(opts, WithPids(64))
 	}
 	if k%4 == 1 {
@@ -331,7 +337,7 @@ func (s *soak) steps(tb testing.TB, i int, e *Engine, run func(io.Reader, string
 			fail("tmpfs: exit %d, %q, stderr %q", r.ExitCode, r.Stdout, r.Stderr)
 		}
 	}
-	if k%10 == 3 {
+	if s.withCgroup(k) {
 		s.cgroups.Add(1)
 		if st, err := e.Container().Stats(); err != nil || st.Pids < 1 {
 			fail("WithPids(64): Stats: %+v, %v", st, err)
