@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -304,7 +305,10 @@ func TestRootlessHostSys(t *testing.T) {
 	cmd := exec.CommandContext(ctx, unshare, "-m", "--propagation", "private", "--", "sh", "-c",
 		`mount -t tmpfs isorun-test /sys/kernel/mm && touch /sys/kernel/mm/isorun-marker && exec "$@"`, "masked-sys",
 		self, "-test.run", "^TestRootlessSysFallback$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), hostSysEnv+"=1")
+	// The child's "/" is private (unshare --propagation private), whatever the parent's: it must
+	// not claim a shared one.
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, sharedRootEnv+"=") })
+	cmd.Env = append(env, hostSysEnv+"=1")
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), "--- PASS: TestRootlessSysFallback ")
