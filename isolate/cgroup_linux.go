@@ -1,7 +1,6 @@
 package isolate
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -155,27 +154,18 @@ type cgroupMount struct {
 
 // cgroupMounts lists the cgroup filesystems in our mount namespace.
 func cgroupMounts() ([]cgroupMount, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	mounts, err := mountTable()
 	if err != nil {
 		return nil, fmt.Errorf("find cgroups: %w", err)
 	}
-	defer f.Close()
 	var out []cgroupMount
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<16), 1<<20)
-	for sc.Scan() {
-		// 36 35 98:0 /root /point rw,noatime master:1 - cgroup cgroup rw,memory
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
+	for _, mi := range mounts {
+		if mi.fstype != "cgroup" && mi.fstype != "cgroup2" {
 			continue
 		}
-		a, b := strings.Fields(pre), strings.Fields(post)
-		if len(a) < 5 || len(b) < 3 || (b[0] != "cgroup" && b[0] != "cgroup2") {
-			continue
-		}
-		m := cgroupMount{root: unescapeOctal(a[3]), point: unescapeOctal(a[4]), v2: b[0] == "cgroup2"}
+		m := cgroupMount{root: mi.root, point: mi.point, v2: mi.fstype == "cgroup2"}
 		if !m.v2 {
-			for _, o := range strings.Split(b[2], ",") {
+			for _, o := range strings.Split(mi.superOpts, ",") {
 				if o != "rw" && o != "ro" && !strings.Contains(o, "=") {
 					m.controllers = append(m.controllers, o)
 				}
@@ -183,29 +173,7 @@ func cgroupMounts() ([]cgroupMount, error) {
 		}
 		out = append(out, m)
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("find cgroups: read /proc/self/mountinfo: %w", err)
-	}
 	return out, nil
-}
-
-// unescapeOctal undoes mountinfo's octal escapes (\040 for a space).
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // cgroup is one container's cgroup (on v1, one directory per hierarchy).

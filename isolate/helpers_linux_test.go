@@ -306,27 +306,8 @@ func parseMountinfoLine(line string) (mountEntry, bool) {
 	if len(a) < 6 || len(b) < 3 {
 		return mountEntry{}, false
 	}
-	return mountEntry{id: a[0], parent: a[1], root: unescapeMount(a[3]), point: unescapeMount(a[4]), opts: a[5],
-		fstype: b[0], src: unescapeMount(b[1]), super: b[2], line: line}, true
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return mountEntry{id: a[0], parent: a[1], root: unescapeOctal(a[3]), point: unescapeOctal(a[4]), opts: a[5],
+		fstype: b[0], src: unescapeOctal(b[1]), super: b[2], line: line}, true
 }
 
 // ourNewMounts lists the mounts in after but not in before that a container of this test binary

@@ -194,21 +194,13 @@ func parseRelease(r string) (major, minor int, ok bool) {
 // procSubmounts lists what is mounted below /proc that makes the kernel refuse a new proc in a
 // user namespace: anything but the empty directories proc keeps for mounts (binfmt_misc's).
 func procSubmounts() []string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
+	mounts, _ := mountTable()
 	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
+	for _, m := range mounts {
+		if !strings.HasPrefix(m.point, "/proc/") || m.point == "/proc/sys/fs/binfmt_misc" {
 			continue
 		}
-		mp := f[4]
-		if !strings.HasPrefix(mp, "/proc/") || mp == "/proc/sys/fs/binfmt_misc" {
-			continue
-		}
-		out = append(out, mp)
+		out = append(out, m.point)
 	}
 	return out
 }
@@ -235,23 +227,23 @@ var ErrLowerHasMounts = errors.New("overlayfs refuses, in a user namespace, a lo
 // RootlessLowerBlocker says why lower cannot be a layer of a rootless container: an error
 // wrapping ErrLowerHasMounts when something is mounted below it; nil when nothing known stops it.
 func RootlessLowerBlocker(lower string) error {
+	mounts, err := mountTable()
+	if err != nil {
+		return nil
+	}
+	return lowerBlocker(lower, mounts)
+}
+
+// lowerBlocker is RootlessLowerBlocker over a mount table read once for all the lowers.
+func lowerBlocker(lower string, mounts []mountInfo) error {
 	dir, err := filepath.EvalSymlinks(lower)
 	if err != nil {
 		return nil // Start names a missing lower itself
 	}
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
 	var below []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		mp := unescapeOctal(f[4])
-		if rel, ok := underPath(mp, dir); ok && rel != "" {
-			below = append(below, mp)
+	for _, m := range mounts {
+		if rel, ok := underPath(m.point, dir); ok && rel != "" {
+			below = append(below, m.point)
 		}
 	}
 	if len(below) == 0 {
@@ -273,8 +265,12 @@ func (c *Container) checkRootlessLowers() error {
 	if !c.cfg.Rootless {
 		return nil
 	}
+	mounts, err := mountTable()
+	if err != nil {
+		return nil
+	}
 	for _, l := range c.cfg.Lowers {
-		if err := RootlessLowerBlocker(l); err != nil {
+		if err := lowerBlocker(l, mounts); err != nil {
 			return fmt.Errorf("isolate: start rootless container: %w", err)
 		}
 	}
