@@ -408,27 +408,10 @@ func fzSnapshot(t *testing.T, root string) map[string]ovNode {
 		} else if err != nil {
 			return fmt.Errorf("lstat %s: %w", p, err)
 		}
-		n := ovNode{Type: st.Mode & unix.S_IFMT, Perm: st.Mode & 0o7777, Uid: st.Uid, Gid: st.Gid,
-			inode: [2]uint64{st.Dev, st.Ino}}
-		switch n.Type {
-		case unix.S_IFREG:
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			n.Data = string(b)
-		case unix.S_IFLNK:
-			if n.Target, err = os.Readlink(p); err != nil {
-				return err
-			}
-		case unix.S_IFCHR, unix.S_IFBLK:
-			n.Rdev = st.Rdev
-		}
-		xa, err := lxattrs(p)
+		n, err := ovNodeOf(p, &st)
 		if err != nil {
-			return fmt.Errorf("xattrs of %s: %w", p, err)
+			return err
 		}
-		n.Xattrs = userXattrs(xa)
 		snap["/"+rel] = n
 		return nil
 	})

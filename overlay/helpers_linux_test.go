@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"fmt"
 	"io/fs"
 	"maps"
 	"os"
@@ -177,6 +178,35 @@ func (n ovNode) same(m ovNode) bool {
 		n.Data == m.Data && n.Target == m.Target && n.Rdev == m.Rdev && maps.Equal(n.Xattrs, m.Xattrs)
 }
 
+// ovNodeOf reads the node at p, whose lstat is st: its type, mode, owner, content or target,
+// device number and user-visible xattrs.
+func ovNodeOf(p string, st *unix.Stat_t) (ovNode, error) {
+	n := ovNode{Type: st.Mode & unix.S_IFMT, Perm: st.Mode & 0o7777, Uid: st.Uid, Gid: st.Gid,
+		inode: [2]uint64{st.Dev, st.Ino}}
+	switch n.Type {
+	case unix.S_IFREG:
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return n, err
+		}
+		n.Data = string(b)
+	case unix.S_IFLNK:
+		t, err := os.Readlink(p)
+		if err != nil {
+			return n, err
+		}
+		n.Target = t
+	case unix.S_IFCHR, unix.S_IFBLK:
+		n.Rdev = st.Rdev
+	}
+	xa, err := lxattrs(p)
+	if err != nil {
+		return n, fmt.Errorf("xattrs of %s: %w", p, err)
+	}
+	n.Xattrs = userXattrs(xa)
+	return n, nil
+}
+
 // ovSnapshot reads a tree into path ("/x/y") -> node, without "/" itself.
 func ovSnapshot(t testing.TB, root string) map[string]ovNode {
 	t.Helper()
@@ -189,27 +219,10 @@ func ovSnapshot(t testing.TB, root string) map[string]ovNode {
 		if err := unix.Lstat(p, &st); err != nil {
 			return err
 		}
-		n := ovNode{Type: st.Mode & unix.S_IFMT, Perm: st.Mode & 0o7777, Uid: st.Uid, Gid: st.Gid,
-			inode: [2]uint64{st.Dev, st.Ino}}
-		switch n.Type {
-		case unix.S_IFREG:
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			n.Data = string(b)
-		case unix.S_IFLNK:
-			if n.Target, err = os.Readlink(p); err != nil {
-				return err
-			}
-		case unix.S_IFCHR, unix.S_IFBLK:
-			n.Rdev = st.Rdev
-		}
-		xa, err := lxattrs(p)
+		n, err := ovNodeOf(p, &st)
 		if err != nil {
 			return err
 		}
-		n.Xattrs = userXattrs(xa)
 		snap["/"+filepath.ToSlash(p[len(root)+1:])] = n
 		return nil
 	})
