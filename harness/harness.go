@@ -261,6 +261,13 @@ func (s *Sandbox) RunInput(stdin io.Reader, name string, arg ...string) Result {
 
 func (s *Sandbox) run(stdin io.Reader, name string, arg ...string) Result {
 	cmd := s.Command(name, arg...)
+	r := runCmd(cmd, stdin)
+	s.record(cmd.Args, r)
+	return r
+}
+
+// runCmd runs cmd to its end with stdin, its output captured, as Sandbox.Run does.
+func runCmd(cmd *Cmd, stdin io.Reader) Result {
 	var out, errb bytes.Buffer
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &out, &errb
 	cmd.WaitDelay = runWaitDelay
@@ -282,7 +289,6 @@ func (s *Sandbox) run(stdin io.Reader, name string, arg ...string) Result {
 	if st := cmd.State(); st != nil {
 		r.OOMKilled, r.PidsLimited = st.OOMKilled(), st.PidsLimited()
 	}
-	s.record(cmd.Args, r)
 	return r
 }
 

@@ -245,24 +245,7 @@ func (s *soak) engineLifecycle(t *testing.T, i int, timeout bool) {
 
 // engineRun is Sandbox.Run on an Engine.
 func engineRun(e *Engine, stdin io.Reader, name string, arg ...string) Result {
-	cmd := e.Command(name, arg...)
-	var out, errb bytes.Buffer
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &out, &errb
-	cmd.WaitDelay = runWaitDelay
-	err := cmd.Run()
-	r := Result{Stdout: out.String(), Stderr: errb.String(), Err: err}
-	var ee *isolate.ExitError
-	var se *isolate.Error
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		r.ExitCode = ee.ExitCode()
-	case errors.As(err, &se):
-		r.ExitCode = se.ExitCode()
-	default:
-		r.ExitCode = -1
-	}
-	return r
+	return runCmd(e.Command(name, arg...), stdin)
 }
 
 // steps is what a lifecycle does with its container; tb reports, e is the container, run runs a
