@@ -2,6 +2,7 @@ package harness
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/isorun/isorun/isolate"
 )
@@ -45,11 +46,15 @@ func blocker(rootless bool) error {
 	if !rootless && !isolate.Rootless() {
 		return nil
 	}
-	if err := isolate.RootlessBlocker(); err != nil {
+	if err := rootlessBlocked(); err != nil {
 		return fmt.Errorf("rootless containers cannot run here: %w", err)
 	}
 	return nil
 }
+
+// rootlessBlocked is isolate.RootlessBlocker, asked once per process: the kernel settings it
+// reads do not change under a test run, and every Container would read them again.
+var rootlessBlocked = sync.OnceValue(isolate.RootlessBlocker)
 
 // WithRootless runs the container rootless even when the process is root (as every container
 // is when it is not); see Rootless.
