@@ -192,17 +192,28 @@ static long tokn(struct msg *m) {
 	return s ? strtol(s, NULL, 10) : -1;
 }
 
-// A reply under construction.
+// A reply under construction. Its buffer grows on the heap as needed: replies are a few bytes,
+// and a fixed 64 KiB one on the stack cost a fresh init (and the zygote, after each fork made its
+// stack copy-on-write) a page fault per 4 KiB it zeroed.
+#define OUT_MAX 65536 // the parent's read buffer
 struct out {
-	char buf[65536];
-	size_t len;
+	char *buf;
+	size_t len, cap;
 	int fds[MAXFDS];
 	int nfds;
 };
 
 static void put(struct out *o, const char *s) {
 	size_t l = strlen(s) + 1;
-	if (o->len + l > sizeof o->buf) return;
+	if (o->len + l > OUT_MAX) return;
+	if (o->len + l > o->cap) {
+		size_t c = o->cap ? o->cap : 256;
+		while (c < o->len + l) c *= 2;
+		char *b = realloc(o->buf, c);
+		if (!b) return;
+		o->buf = b;
+		o->cap = c;
+	}
 	memcpy(o->buf + o->len, s, l);
 	o->len += l;
 }
@@ -213,6 +224,7 @@ static void putn(struct out *o, long long n) {
 	put(o, b);
 }
 
+// send_out sends the reply and frees its buffer (its fds stay the caller's to close).
 static int send_out(int sock, struct out *o) {
 	struct iovec iov = {o->buf, o->len};
 	char cbuf[CMSG_SPACE(MAXFDS * sizeof(int))];
@@ -229,6 +241,9 @@ static int send_out(int sock, struct out *o) {
 	ssize_t n;
 	do n = sendmsg(sock, &mh, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
+	free(o->buf);
+	o->buf = NULL;
+	o->len = o->cap = 0;
 	return n < 0 ? -1 : 0;
 }
 
