@@ -212,18 +212,23 @@ func (c *Container) waitPidfd() {
 			break
 		}
 	}
-	waitZombie(c.pid)
+	waitReaped(c.pidfd, c.pid)
 	close(c.reaped)
 }
 
-// waitZombie waits (up to 10s) until the zombie pid is reaped. The pidfd is readable once the
-// init has exited, but it stays a zombie until the zygote gets to waitpid, which takes up to
-// a clone of new namespaces (100 ms seen) when the zygote is busy refilling the pool; Close
-// promises that the container's processes are gone, and a zombie still shows in /proc. After
-// the reap the pid is gone or, at worst, another process's, which is not a zombie.
-func waitZombie(pid int) {
+// waitReaped waits (up to 10s) until the exited init behind pidfd has been reaped by the zygote,
+// which takes up to a clone of new namespaces (100 ms seen) when the zygote is busy refilling the
+// pool. Close promises that the container's processes are gone, and a zombie still shows in
+// /proc. Since Linux 6.9 a pidfd reports POLLHUP once its process is reaped; before, nothing
+// wakes us, and the zombie's state is read every millisecond. After the reap the pid is gone or,
+// at worst, another process's, which is not a zombie.
+func waitReaped(pidfd, pid int) {
 	stat := fmt.Sprintf("/proc/%d/stat", pid)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		fds := []unix.PollFd{{Fd: int32(pidfd)}} // no events: POLLHUP alone ends the wait
+		if n, _ := unix.Poll(fds, 1); n == 1 && fds[0].Revents&unix.POLLHUP != 0 {
+			return
+		}
 		b, err := os.ReadFile(stat)
 		if err != nil {
 			return
