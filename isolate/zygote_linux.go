@@ -66,8 +66,13 @@ func getZygote() (*zygote, error) {
 
 // zygoteEnv passes ISORUN_POOL (how many prewarmed inits the zygote keeps ready, default 2; 0
 // forks each init on demand) to the zygote.
+//
+// The zygote runs with every symbol bound at its start (LD_BIND_NOW) and without glibc's rseq
+// registration: the inits it forks share its memory copy-on-write, and each lazy binding (a GOT
+// write) or rseq update (a TLS write after every migration) in an init cost a page fault and a
+// copy. Commands are exec'd with their own environment, not this one.
 func zygoteEnv() []string {
-	env := []string{"_ISORUN_ZYGOTE=3"}
+	env := []string{"_ISORUN_ZYGOTE=3", "LD_BIND_NOW=1", "GLIBC_TUNABLES=glibc.pthread.rseq=0"}
 	if n := os.Getenv("ISORUN_POOL"); n != "" {
 		env = append(env, "_ISORUN_POOL="+n)
 	}
