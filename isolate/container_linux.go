@@ -204,8 +204,32 @@ func (c *Container) spawnExec(ctrl *os.File, mode string) error {
 }
 
 // waitPidfd notes when an init forked by the zygote has exited (its whole pid namespace with it:
-// the kernel kills and reaps the rest before the init's exit is reported) and been reaped.
+// the kernel kills and reaps the rest before the init's exit is reported) and been reaped by the
+// zygote, which takes up to a clone of new namespaces (100 ms seen) when the zygote is busy
+// refilling the pool. Close promises that the container's processes are gone, and a zombie still
+// shows in /proc.
+//
+// Since Linux 6.9 a pidfd reports POLLHUP once its process is reaped, and the wait is the
+// runtime's poller's: a goroutine blocked in poll(2) for every container kept the scheduler's
+// monitor retaking its P, waking threads every 20 µs. Older kernels wake nobody at the reap:
+// there, the zombie's state is read every millisecond once the init has exited.
 func (c *Container) waitPidfd() {
+	defer close(c.reaped)
+	if pidfdHangsUp() {
+		if f, err := pollable(c.pidfd); err == nil {
+			defer f.Close()
+			if rc, err := f.SyscallConn(); err == nil {
+				var ev int16
+				rc.Read(func(fd uintptr) bool {
+					ev = pollNow(int(fd))
+					return ev&unix.POLLHUP != 0 || ev&unix.POLLNVAL != 0
+				})
+				if ev&unix.POLLHUP != 0 {
+					return
+				}
+			}
+		}
+	}
 	fds := []unix.PollFd{{Fd: int32(c.pidfd), Events: unix.POLLIN}}
 	for {
 		if _, err := unix.Poll(fds, -1); err != unix.EINTR {
@@ -213,15 +237,40 @@ func (c *Container) waitPidfd() {
 		}
 	}
 	waitReaped(c.pidfd, c.pid)
-	close(c.reaped)
 }
 
-// waitReaped waits (up to 10s) until the exited init behind pidfd has been reaped by the zygote,
-// which takes up to a clone of new namespaces (100 ms seen) when the zygote is busy refilling the
-// pool. Close promises that the container's processes are gone, and a zombie still shows in
-// /proc. Since Linux 6.9 a pidfd reports POLLHUP once its process is reaped; before, nothing
-// wakes us, and the zombie's state is read every millisecond. After the reap the pid is gone or,
-// at worst, another process's, which is not a zombie.
+// pidfdHangsUp says whether pidfds report (and wake pollers at) their process's reap: Linux 6.9.
+var pidfdHangsUp = sync.OnceValue(func() bool {
+	major, minor, ok := parseRelease(kernelRelease())
+	return ok && (major > 6 || major == 6 && minor >= 9)
+})
+
+// pollable is a non-blocking duplicate of fd, registered with the runtime's poller.
+func pollable(fd int) (*os.File, error) {
+	d, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.SetNonblock(d, true); err != nil {
+		unix.Close(d)
+		return nil, err
+	}
+	return os.NewFile(uintptr(d), "pidfd"), nil
+}
+
+// pollNow is fd's poll(2) events at this instant.
+func pollNow(fd int) int16 {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		if _, err := unix.Poll(fds, 0); err != unix.EINTR {
+			return fds[0].Revents
+		}
+	}
+}
+
+// waitReaped waits (up to 10s) until the exited init behind pidfd has been reaped: the zombie's
+// state is read every millisecond. After the reap the pid is gone or, at worst, another
+// process's, which is not a zombie.
 func waitReaped(pidfd, pid int) {
 	stat := fmt.Sprintf("/proc/%d/stat", pid)
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
