@@ -123,13 +123,16 @@ func drainPoolLocked() {
 	pool.ready = nil
 }
 
+// watchMounts drops the pool whenever the host's mount table changes. The file is opened raw:
+// an os.File of it would be registered with the runtime's epoll, whose poll of the file takes the
+// change notice (mountinfo reports a change once per open file) before ours does.
 func watchMounts() {
-	f, err := os.Open("/proc/self/mountinfo")
+	fd, err := unix.Open("/proc/self/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return
 	}
-	defer f.Close()
-	fds := []unix.PollFd{{Fd: int32(f.Fd()), Events: unix.POLLPRI}}
+	defer unix.Close(fd)
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLPRI}}
 	for {
 		if _, err := unix.Poll(fds, -1); err != nil && err != unix.EINTR {
 			return
