@@ -57,8 +57,20 @@ func reportRatio(b *testing.B, base float64) {
 	}
 }
 
-// benchModes are the inits benchmarked, by sub-benchmark name.
-var benchModes = []struct{ name, mode string }{{"zygote", modeZygote}, {"go-init", modeGo}}
+// benchModes are the inits benchmarked, by sub-benchmark name; "warm" containers are set up
+// ahead of their Start (Config.ImageID, warm_linux.go), as the harness's are.
+var benchModes = []struct {
+	name, mode string
+	warm       bool
+}{{"zygote", modeZygote, false}, {"zygote-warm", modeZygote, true}, {"go-init", modeGo, false}}
+
+func benchConfig(mode string, warm bool) Config {
+	cfg := testConfig(mode)
+	if warm {
+		cfg.ImageID = "isolate-test-root"
+	}
+	return cfg
+}
 
 func skipMode(b *testing.B, mode string) {
 	needRoot(b)
@@ -73,7 +85,7 @@ func BenchmarkRun(b *testing.B) {
 	for _, m := range benchModes {
 		b.Run(m.name, func(b *testing.B) {
 			skipMode(b, m.mode)
-			c, err := Start(context.Background(), testConfig(m.mode))
+			c, err := Start(context.Background(), benchConfig(m.mode, m.warm))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -90,8 +102,8 @@ func BenchmarkRun(b *testing.B) {
 
 // lifecycle is what a test pays for a container: start it, run `true`, read what changed, and
 // release it.
-func lifecycle(mode string) error {
-	c, err := Start(context.Background(), testConfig(mode))
+func lifecycle(mode string, warm bool) error {
+	c, err := Start(context.Background(), benchConfig(mode, warm))
 	if err != nil {
 		return err
 	}
@@ -112,7 +124,7 @@ func BenchmarkLifecycle(b *testing.B) {
 		b.Run(m.name, func(b *testing.B) {
 			skipMode(b, m.mode)
 			for b.Loop() {
-				if err := lifecycle(m.mode); err != nil {
+				if err := lifecycle(m.mode, m.warm); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -135,7 +147,7 @@ func BenchmarkLifecycle(b *testing.B) {
 			skipMode(b, m.mode)
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if err := lifecycle(m.mode); err != nil {
+					if err := lifecycle(m.mode, m.warm); err != nil {
 						b.Error(err)
 						return
 					}

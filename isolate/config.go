@@ -32,6 +32,14 @@ type Config struct {
 	// Resources, when set, gives the container a cgroup with these limits (and the accounting
 	// of Container.Stats); nil makes no cgroup at all.
 	Resources *Resources
+	// ImageID names the contents of Lowers (an image digest, as the harness passes) and promises
+	// that they stay so for the life of the process. With it, Start may hand out a container it
+	// set up in the background after an earlier Start with the same Config (same ImageID,
+	// Lowers, Hostname, ScratchSize, Privileged and Rootless), which costs a message instead of
+	// the setup; see "Prewarmed containers" in the package documentation. It is ignored for
+	// containers with Mounts, Resources or their own Upper, with the Go init, and when
+	// ISORUN_POOL=0. Empty (the default): every container is set up by its own Start.
+	ImageID string
 	// Rootless runs the container in a user namespace of its own, the caller mapped to root in
 	// it (see userns_linux.go). It is always so when the process is not root, or when
 	// ISORUN_ROOTLESS=1 (see Rootless); root sets it to try the rootless path.

@@ -41,6 +41,7 @@ type Container struct {
 	scratch *os.File // the tmpfs holding upper/ and work/ (nil with Config.Upper)
 	created []string // mount points the setup created in the overlay
 
+	parked      bool     // set up ahead of its Start: see warm_linux.go
 	madeSources []string // volume directories Start created on the host, deepest first
 	cg          *cgroup  // Config.Resources' cgroup (cgroup_linux.go), or nil
 	closeErr    error
@@ -57,7 +58,7 @@ type Container struct {
 
 // Start starts a container and returns when it is ready to run commands. ctx bounds the start
 // only. Setup errors name the step: "isolate: pivot_root: invalid argument".
-func Start(ctx context.Context, cfg Config) (_ *Container, err error) {
+func Start(ctx context.Context, cfg Config) (*Container, error) {
 	if len(cfg.Lowers) == 0 {
 		return nil, errors.New("isolate: start container: no image layers (Config.Lowers is empty)")
 	}
@@ -65,7 +66,19 @@ func Start(ctx context.Context, cfg Config) (_ *Container, err error) {
 		return nil, errors.New("isolate: start container: Config.Upper and Config.Work go together")
 	}
 	cfg.Rootless = cfg.Rootless || Rootless()
-	c := &Container{id: newID(), cfg: cfg, pidfd: -1, jobs: map[string]*Cmd{}, done: make(chan struct{}), reaped: make(chan struct{})}
+	key := warmKey(&cfg)
+	if key == "" {
+		return launch(ctx, cfg, false)
+	}
+	if c := takeWarm(key, cfg); c != nil {
+		return c, nil
+	}
+	return launch(ctx, cfg, false)
+}
+
+// launch sets up a container: for its caller, or parked for a later Start (warm_linux.go).
+func launch(ctx context.Context, cfg Config, parked bool) (_ *Container, err error) {
+	c := &Container{id: newID(), cfg: cfg, parked: parked, pidfd: -1, jobs: map[string]*Cmd{}, done: make(chan struct{}), reaped: make(chan struct{})}
 	if err := c.checkRootlessLowers(); err != nil {
 		return nil, err
 	}
@@ -361,6 +374,9 @@ func (e *SetupError) Unwrap() error { return e.Err }
 // setupMessage is the program the init runs: see proto.go.
 func (c *Container) setupMessage() ([]byte, error) {
 	m := new(message).str("setup")
+	if c.parked {
+		m.str("parked")
+	}
 	// First of all, on cgroup v1, the init joins its cgroup: see cgroup_linux.go.
 	for _, p := range c.cg.procsFiles() {
 		m.strs("cgroup", p)

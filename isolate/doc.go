@@ -44,6 +44,18 @@
 // changes (an init's copy of it would be stale), and a container with a cgroup, or a rootless one
 // when the pool holds the other kind, forks its own.
 //
+// # Prewarmed containers
+//
+// A Config with an ImageID (the harness passes the image's digest) has the next container of
+// that Config set up in the background as soon as Start returns one: an init from the pool, the
+// whole setup sent with a "parked" op, its init named isorun-ready. The next Start with the same
+// Config takes it and sends its init a "take" (which renames it isorun-init): Start then costs a
+// message, not a setup. A parked container's overlay is mounted before its Start, which is why
+// ImageID is a promise that the lowers do not change; Mounts, Resources or an Upper of the
+// caller's, which ask for host state at Start, are never parked. At most four Configs keep one
+// parked container each, the least recently started dropped first; the last one of each is
+// never used. Host mount changes and Shutdown drop them, like the pool (warm_linux.go).
+//
 // # Cost
 //
 // Measured (BenchmarkRun, BenchmarkLifecycle, bench/README.md), as ratios to a plain fork/exec of

@@ -761,7 +761,11 @@ static void setup(void) {
 	created = calloc(1, sizeof *created);
 	put(created, "ok");
 	for (const char *op; (op = tok(&m));) {
-		if (!strcmp(op, "userns")) op_userns(&m);
+		if (!strcmp(op, "parked")) {
+			// A container set up ahead of its Start (warm_linux.go): ready, not yet anyone's,
+			// until the parent says "take".
+			name_init("isorun-ready");
+		} else if (!strcmp(op, "userns")) op_userns(&m);
 		else if (!strcmp(op, "cgroup")) op_cgroup(&m);
 		else if (!strcmp(op, "rslave")) {
 			if (!pre_rslave) rslave();
@@ -1170,6 +1174,7 @@ static void __attribute__((noreturn)) init_main(void) {
 			const char *verb = tok(&m);
 			if (verb && !strcmp(verb, "exec")) do_exec(&m);
 			else if (verb && !strcmp(verb, "kill")) do_kill(&m);
+			else if (verb && !strcmp(verb, "take")) name_init("isorun-init");
 			for (int i = 0; i < m.nfds; i++) close(m.fds[i]);
 			free_msg(&m);
 		} else if (p[0].revents & (POLLHUP | POLLERR)) {

@@ -143,6 +143,7 @@ func watchMounts() {
 			pool.gen++
 			drainPoolLocked()
 			pool.Unlock()
+			drainWarm(false)
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 // Parent -> init:     setup OP...                                (first message; ops below)
 //                     exec ID FLAGS UID GID NGROUPS GID... DIR ARGC ARG... ENVC ENV...   fds: stdio
 //                     kill ID SIGNAL
+//                     take                                       a parked container is the caller's
 // Init -> parent:     ok CREATEDPATH...                          fds: [scratch?, root]
 //                     err STEP ERRNO DETAIL
 //                     started ID PID
@@ -26,6 +27,8 @@ import (
 //
 // Setup ops, run in order by the init:
 //
+//	parked                        C init only: set up ahead of its Start (warm_linux.go), named
+//	                              isorun-ready until "take"
 //	cgroup PROCSFILE              join a cgroup v1 hierarchy: first, before anything else runs
 //	userns UID GID                rootless, zygote's inits only: map root to UID/GID, setgroups
 //	                              denied, before anything that needs the namespace's capabilities

@@ -79,10 +79,11 @@ func zygoteEnv() []string {
 	return env
 }
 
-// Shutdown stops this process's zygote: it kills the containers it made (running or prewarmed)
-// and exits; the next Start makes a new one. Leak checks call it so that the prewarmed inits,
+// Shutdown stops this process's zygote: it kills the containers it made (running, parked or
+// prewarmed inits) and exits; the next Start makes a new one. Leak checks call it so that the prewarmed inits,
 // which live in pid namespaces of their own until the process exits, are not counted.
 func Shutdown() {
+	drainWarm(true) // first: a fill under way uses the zygote
 	zmu.Lock()
 	z := current
 	current = nil

@@ -1,0 +1,131 @@
+package isolate
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+)
+
+// Prewarmed containers. A Start with Config.ImageID set has a container set up in the background
+// for the next Start of the same Config: the init forked, the overlay mounted, /dev, /proc and
+// /sys attached, pivoted, masked, loopback up, everything but the caller's commands. That next
+// Start only takes it and tells its init so; the setup, its mount syscalls and the RCU grace
+// period of detaching the old root, runs while the test before it runs its commands.
+//
+// The overlay of a parked container is mounted before its Start is called, so its lowers must
+// not change in between: ImageID is the caller's promise that they do not. It is a parked
+// container's key with everything else its setup depends on (warmKey); a Config that asks for
+// host state at Start (volumes, a cgroup, its own upper directory) is never parked.
+//
+// At most warmKeys keys have a parked container, one each; the least recently started is
+// dropped first. A parked container is an init named isorun-ready and a tmpfs, about 2 MB; the
+// last one of each key is never used and dies with the process (or Shutdown). Like the pool of
+// inits, parked containers are dropped when the host's mount table changes, and ISORUN_POOL=0
+// turns them off.
+
+// warmKeys is how many distinct Configs keep a parked container.
+const warmKeys = 4
+
+var warm struct {
+	sync.Mutex
+	ready   map[string]*Container
+	filling map[string]bool
+	recent  []string       // the last warmKeys keys started, least recent first
+	gen     uint64         // bumped by Shutdown and host mount changes: fills asked for before are dropped
+	busy    sync.WaitGroup // fills, and releases of dropped containers
+}
+
+// warmKey is the identity of what a parked container's setup depended on, or "" when cfg may not
+// have one.
+func warmKey(cfg *Config) string {
+	if cfg.ImageID == "" || cfg.Upper != "" || len(cfg.Mounts) > 0 || cfg.Resources != nil ||
+		initMode(cfg) != modeZygote || poolSize() == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%q %q %q %d %t %t", cfg.ImageID, cfg.Lowers, cfg.Hostname, cfg.ScratchSize, cfg.Privileged, cfg.Rootless)
+}
+
+// takeWarm returns the container parked for key, made the caller's (cfg: its Env and Dir), or nil
+// when there is none; either way it has the next one set up.
+func takeWarm(key string, cfg Config) *Container {
+	warm.Lock()
+	if warm.ready == nil {
+		warm.ready, warm.filling = map[string]*Container{}, map[string]bool{}
+	}
+	c := warm.ready[key]
+	delete(warm.ready, key)
+	warm.recent = append(slices.DeleteFunc(warm.recent, func(k string) bool { return k == key }), key)
+	for len(warm.recent) > warmKeys {
+		old := warm.recent[0]
+		warm.recent = warm.recent[1:]
+		if r := warm.ready[old]; r != nil {
+			delete(warm.ready, old)
+			dropLocked(r)
+		}
+	}
+	fillLocked(key, cfg)
+	warm.Unlock()
+	if c == nil {
+		return nil
+	}
+	c.cfg = cfg
+	c.parked = false
+	// The init renames itself isorun-init before it reads the caller's first request.
+	if c.Err() != nil || c.send(new(message).str("take")) != nil {
+		warm.Lock()
+		dropLocked(c) // it died while parked
+		warm.Unlock()
+		return nil
+	}
+	return c
+}
+
+// dropLocked releases c in the background (Shutdown waits for it).
+func dropLocked(c *Container) {
+	warm.busy.Add(1)
+	go func() {
+		defer warm.busy.Done()
+		c.Release()
+	}()
+}
+
+// fillLocked sets up a container for key in the background, unless one is parked or on its way.
+func fillLocked(key string, cfg Config) {
+	if warm.ready[key] != nil || warm.filling[key] {
+		return
+	}
+	warm.filling[key] = true
+	gen := warm.gen
+	warm.busy.Add(1)
+	go func() {
+		defer warm.busy.Done()
+		c, err := launch(context.Background(), cfg, true)
+		warm.Lock()
+		delete(warm.filling, key)
+		keep := err == nil && gen == warm.gen && slices.Contains(warm.recent, key)
+		if keep {
+			warm.ready[key] = c
+		}
+		warm.Unlock()
+		if err == nil && !keep {
+			c.Release()
+		}
+		// An error is dropped: the next Start sets up its own, and reports what is wrong.
+	}()
+}
+
+// drainWarm releases every parked container, and has the fills under way drop theirs. With wait,
+// it returns once those fills are done and everything dropped is gone.
+func drainWarm(wait bool) {
+	warm.Lock()
+	warm.gen++
+	for k, c := range warm.ready {
+		delete(warm.ready, k)
+		dropLocked(c)
+	}
+	warm.Unlock()
+	if wait {
+		warm.busy.Wait()
+	}
+}
