@@ -251,6 +251,7 @@ static int send_out(int sock, struct out *o) {
 
 static int ctrl = 3;
 static char *argv0;
+static size_t argv0_cap; // the length of argv[0] as exec'd: what name_init may overwrite
 static void name_init(const char *name);
 
 // fail reports a setup error to the parent and exits: the parent turns it into
@@ -1192,9 +1193,8 @@ static void __attribute__((noreturn)) init_main(void) {
 // prewarmed init no container has taken yet (leak checks skip those: they are the pool's).
 static void name_init(const char *name) {
 	prctl(PR_SET_NAME, name, 0, 0, 0);
-	if (argv0 && strlen(argv0) >= strlen(name)) {
-		size_t l = strlen(argv0);
-		memset(argv0, 0, l);
+	if (argv0 && argv0_cap >= strlen(name)) {
+		memset(argv0, 0, argv0_cap);
 		memcpy(argv0, name, strlen(name));
 	}
 }
@@ -1330,6 +1330,7 @@ static void __attribute__((noreturn)) zygote_main(int sock) {
 // glibc passes main's arguments to constructors.
 __attribute__((constructor)) static void isorun_init_ctor(int argc, char **argv) {
 	argv0 = argc > 0 ? argv[0] : NULL;
+	argv0_cap = argv0 ? strlen(argv0) : 0;
 	const char *z = getenv("_ISORUN_ZYGOTE");
 	if (z) {
 		unsetenv("_ISORUN_ZYGOTE");

@@ -65,11 +65,14 @@ func startParked(t *testing.T, cfg Config) (*Container, *Container) {
 	}
 }
 
-func comm(t *testing.T, pid int) string {
+// names are a process's comm and cmdline, which leak checks read.
+func names(t *testing.T, pid int) [2]string {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 	require.NoError(t, err)
-	return strings.TrimSpace(string(b))
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	require.NoError(t, err)
+	return [2]string{strings.TrimSpace(string(comm)), strings.TrimRight(string(cmdline), "\x00")}
 }
 
 // A Start with an ImageID parks a container for the next one: set up, named isorun-ready until
@@ -80,14 +83,14 @@ func TestWarmContainer(t *testing.T) {
 	first := start(t, cfg)
 	require.NoError(t, first.Release())
 	p := parked(t, cfg)
-	assert.Equal(t, "isorun-ready", comm(t, p.Pid()), "a parked container's init, as leak checks know it")
+	assert.Equal(t, [2]string{"isorun-ready", "isorun-ready"}, names(t, p.Pid()), "a parked container's init, as leak checks know it")
 
 	cfg.Env = []string{"B=2"}
 	cfg.Dir = "/tmp"
 	c, p := startParked(t, cfg)
 	assert.Same(t, p, c)
 	assert.Equal(t, "isorun-init", strings.TrimSpace(sh(t, c, "cat /proc/1/comm")), "renamed before the first command")
-	assert.Equal(t, "isorun-init", comm(t, c.Pid()))
+	assert.Equal(t, [2]string{"isorun-init", "isorun-init"}, names(t, c.Pid()))
 	assert.Equal(t, "2 \n/tmp\n", sh(t, c, `echo "$B $A"; pwd`), "the Env and Dir of the Start that took it")
 	assert.Equal(t, c.ID()+"\n", sh(t, c, "hostname"))
 	assert.Equal(t, testRootEntries, lines(sh(t, c, "ls -A /")))
