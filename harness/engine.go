@@ -87,6 +87,11 @@ func start(ctx context.Context, img fixtures.Image, cfg config, onTimeout func()
 		Dir:        firstNonEmpty(cfg.dir, res.Config.WorkingDir),
 		Resources:  cfg.resources,
 	}
+	if res.Digest != "host" {
+		// Cached images never change (and a root filesystem directory's digest changes when
+		// it does): isolate may hand out a container it set up ahead of this Start.
+		icfg.ImageID = res.Digest
+	}
 	if cfg.keep {
 		if err := e.makeKeepDir(&icfg); err != nil {
 			e.removeKeepDir()
