@@ -46,8 +46,9 @@
 //
 // # Prewarmed containers
 //
-// A Config with an ImageID (the harness passes the image's digest) has the next container of
-// that Config set up in the background as soon as Start returns one: an init from the pool, the
+// From its second Start on, a Config with an ImageID (the harness passes the image's digest) has
+// the next container of that Config set up in the background as Start returns one (a Config
+// started once, or a process that starts one container, parks nothing): an init from the pool, the
 // whole setup sent with a "parked" op, its init named isorun-ready. The next Start with the same
 // Config takes it and sends its init a "take" (which renames it isorun-init): Start then costs a
 // message, not a setup. A parked container's overlay is mounted before its Start, which is why

@@ -7,8 +7,8 @@ import (
 	"sync"
 )
 
-// Prewarmed containers. A Start with Config.ImageID set has a container set up in the background
-// for the next Start of the same Config: the init forked, the overlay mounted, /dev, /proc and
+// Prewarmed containers. From the second Start of a Config with an ImageID on, each has a container
+// set up in the background for the next Start of the same Config: the init forked, the overlay mounted, /dev, /proc and
 // /sys attached, pivoted, masked, loopback up, everything but the caller's commands. That next
 // Start only takes it and tells its init so; the setup, its mount syscalls and the RCU grace
 // period of detaching the old root, runs while the test before it runs its commands.
@@ -55,6 +55,9 @@ func takeWarm(key string, cfg Config) *Container {
 	}
 	c := warm.ready[key]
 	delete(warm.ready, key)
+	// A Config's first Start parks nothing: a process that starts one container (the CLI) or a
+	// Config used once would pay a setup for nobody.
+	seen := slices.Contains(warm.recent, key)
 	warm.recent = append(slices.DeleteFunc(warm.recent, func(k string) bool { return k == key }), key)
 	for len(warm.recent) > warmKeys {
 		old := warm.recent[0]
@@ -64,7 +67,9 @@ func takeWarm(key string, cfg Config) *Container {
 			dropLocked(r)
 		}
 	}
-	fillLocked(key, cfg)
+	if seen {
+		fillLocked(key, cfg)
+	}
 	warm.Unlock()
 	if c == nil {
 		return nil

@@ -51,6 +51,26 @@ func parked(t *testing.T, cfg Config) *Container {
 	}
 }
 
+// startTwice starts two containers of cfg, which has the next one parked, and returns that.
+func startTwice(t *testing.T, cfg Config) *Container {
+	t.Helper()
+	start(t, cfg)
+	start(t, cfg)
+	return parked(t, cfg)
+}
+
+// A Config's first Start parks nothing.
+func TestWarmNotForOne(t *testing.T) {
+	cfg := warmConfig(t)
+	start(t, cfg)
+	time.Sleep(200 * time.Millisecond)
+	warm.Lock()
+	p, filling := warm.ready[warmKey(&cfg)], warm.filling[warmKey(&cfg)]
+	warm.Unlock()
+	assert.Nil(t, p)
+	assert.False(t, filling)
+}
+
 // startParked starts a container of cfg that was parked (a host mount change may drop the
 // parked one between the look and the Start: then it tries again).
 func startParked(t *testing.T, cfg Config) (*Container, *Container) {
@@ -80,8 +100,9 @@ func names(t *testing.T, pid int) [2]string {
 func TestWarmContainer(t *testing.T) {
 	cfg := warmConfig(t)
 	cfg.Env = []string{"A=1"}
-	first := start(t, cfg)
-	require.NoError(t, first.Release())
+	for i := 0; i < 2; i++ { // the first Start of a Config parks nothing, the second does
+		require.NoError(t, start(t, cfg).Release())
+	}
 	p := parked(t, cfg)
 	assert.Equal(t, [2]string{"isorun-ready", "isorun-ready"}, names(t, p.Pid()), "a parked container's init, as leak checks know it")
 
@@ -166,8 +187,7 @@ func TestWarmKey(t *testing.T) {
 // a read-only /dev), and vice versa.
 func TestWarmPrivilegedApart(t *testing.T) {
 	cfg := warmConfig(t)
-	start(t, cfg)
-	p := parked(t, cfg)
+	p := startTwice(t, cfg)
 	priv := cfg
 	priv.Privileged = true
 	c := start(t, priv)
@@ -178,8 +198,7 @@ func TestWarmPrivilegedApart(t *testing.T) {
 // A parked container whose init died is not handed out: the Start gets a working one.
 func TestWarmDeadParked(t *testing.T) {
 	cfg := warmConfig(t)
-	start(t, cfg)
-	p := parked(t, cfg)
+	p := startTwice(t, cfg)
 	require.NoError(t, unix.Kill(p.Pid(), unix.SIGKILL))
 	<-p.Done()
 	c := start(t, cfg)
@@ -190,8 +209,7 @@ func TestWarmDeadParked(t *testing.T) {
 // Shutdown releases parked containers: no isorun-ready process of ours is left.
 func TestWarmShutdown(t *testing.T) {
 	cfg := warmConfig(t)
-	start(t, cfg)
-	p := parked(t, cfg)
+	p := startTwice(t, cfg)
 	Shutdown()
 	_, err := os.Stat(fmt.Sprintf("/proc/%d", p.Pid()))
 	assert.True(t, os.IsNotExist(err), "the parked container's init is gone")
@@ -205,8 +223,7 @@ func TestWarmShutdown(t *testing.T) {
 // A change of the host's mount table drops parked containers, as it drops prewarmed inits.
 func TestWarmDroppedOnMountChange(t *testing.T) {
 	cfg := warmConfig(t)
-	start(t, cfg)
-	p := parked(t, cfg)
+	p := startTwice(t, cfg)
 	dir := t.TempDir()
 	require.NoError(t, unix.Mount("tmpfs", dir, "tmpfs", 0, ""))
 	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
