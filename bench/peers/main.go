@@ -167,6 +167,44 @@ type peer struct {
 	n     int
 	setup func() error
 	once  func() error
+	// batch, instead of once, runs n (plus warm-up) lifecycles itself and times each.
+	batch func(n int) ([]time.Duration, error)
+}
+
+// kernelFloor builds bench/floor/floor.c and runs n lifecycles of it over root: see that file.
+func kernelFloor(root string, n int) ([]time.Duration, error) {
+	cc, err := exec.LookPath("cc")
+	if err != nil {
+		return nil, errors.New("no C compiler (cc) to build bench/floor/floor.c")
+	}
+	dir, err := os.MkdirTemp("", "peers-floor-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	bin, scratch := filepath.Join(dir, "floor"), filepath.Join(dir, "scratch")
+	if out, err := exec.Command(cc, "-O2", "-static", "-o", bin, "bench/floor/floor.c").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build bench/floor/floor.c: %v: %s", err, out)
+	}
+	if err := os.Mkdir(scratch, 0o755); err != nil {
+		return nil, err
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, strconv.Itoa(n), root, scratch)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%v: %s", err, stderr.String())
+	}
+	var ds []time.Duration
+	for _, l := range strings.Fields(string(out)) {
+		ns, err := strconv.ParseInt(l, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("floor said %q", l)
+		}
+		ds = append(ds, time.Duration(ns))
+	}
+	return ds, nil
 }
 
 func peers(root string) []result {
@@ -176,6 +214,11 @@ func peers(root string) []result {
 	var seq atomic.Int64
 	list := []peer{
 		{name: "fork/exec (floor)", n: *flagN, once: func() error { return run(busybox, "true") }},
+		// What the kernel charges for namespaces, an overlay, /proc and pivot_root, with no
+		// runtime at all: the part of a lifecycle no implementation can avoid (bench/floor).
+		{name: "kernel floor (C: namespaces, overlay, /proc, pivot_root)", n: *flagN, batch: func(n int) ([]time.Duration, error) {
+			return kernelFloor(root, n)
+		}},
 		{name: "isorun (library)", n: *flagN, once: func() error {
 			e, err := harness.Start(context.Background(), fixtures.Busybox())
 			if err != nil {
@@ -263,6 +306,17 @@ func peers(root string) []result {
 				fmt.Fprintf(os.Stderr, "%s: %v\n", p.name, err)
 				continue
 			}
+		}
+		if p.batch != nil {
+			ds, err := p.batch(3 + p.n)
+			if err != nil {
+				r.Err = err.Error()
+				fmt.Fprintf(os.Stderr, "%s: %v\n", p.name, err)
+			} else {
+				r.Samples = ds[3:]
+			}
+			results = append(results, r)
+			continue
 		}
 		for i := 0; i < 3+p.n; i++ { // 3 warm-up rounds
 			t0 := time.Now()
