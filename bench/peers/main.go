@@ -247,7 +247,9 @@ func peers(root string) []result {
 			_, err = e.Diff()
 			return err
 		}},
-		{name: "isorun (library, Go init)", n: *flagN, setup: func() error { return os.Setenv("ISORUN_INIT", "go") }, once: func() error {
+		{name: "isorun (library, Go init)", n: *flagN, once: func() error {
+			// Set for every lifecycle: Start reads it each time, and the other rows must not see it.
+			os.Setenv("ISORUN_INIT", "go")
 			defer os.Unsetenv("ISORUN_INIT")
 			c, err := isolate.Start(context.Background(), isolate.Config{Lowers: []string{root}})
 			if err != nil {
