@@ -63,14 +63,18 @@
 // the same busybox binary in the same run, on a 2-vCPU VM:
 //
 //   - a command in a live container: 1.1-1.25x (the init's fork plus a message round trip);
-//   - a whole container (Start, `true`, Close, Release): 4.3-5.2x with the C init, 10-13x with the
-//     Go init, which pays an exec and the Go runtime's start per container.
+//   - a whole container (Start, `true`, diff, Close, Release): 3.8-4.1x with the C init, about 3x
+//     from both CPUs at once, 3.7-3.9x parked (from the second Start of an ImageID); 10-11x with
+//     the Go init, which pays an exec and the Go runtime's start per container.
 //
-// The design goal was 3x; what is left is kernel work on the critical path: namespace creation
-// and teardown (the network and mount namespaces above all, freed after RCU grace periods), the
-// pivot_root with its detached old root (another grace period), and the first exec in a new mm.
-// bench/README.md breaks it down. A re-exec of the test binary per container, the tutorials'
-// design, costs about the Go init's figure.
+// The design goal was 3x. On this VM the kernel's own share (five namespaces, a pid 1, the
+// overlay, /proc, pivot_root and the old root's detach, measured from a static C program by
+// bench/floor) is already 2x a fork/exec: a network namespace costs 1.2 ms of CPU to make and
+// free, the detach waits out an RCU grace period, and every new process is dear on a
+// paravirtualized guest. The rest is the setup beyond that (/dev, /sys, masks), the init's fork
+// and exit, the control messages and Close's wait for the init's reap. bench/README.md breaks it
+// down. A re-exec of the test binary per container, the tutorials' design, costs about the Go
+// init's figure.
 //
 // # Resource limits
 //
