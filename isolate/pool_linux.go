@@ -42,21 +42,15 @@ var pool struct {
 	gen      uint64 // bumped on every change of the host's mount table
 	userns   bool   // the kind of init it holds: rootless (a user namespace of its own) or not
 	watching bool
-	size     int
-	sized    bool
 }
 
-// poolSize is ISORUN_POOL (default 2; 0 turns the pool off).
-func poolSize() int {
-	if !pool.sized {
-		pool.sized = true
-		pool.size = 2
-		if v, err := strconv.Atoi(os.Getenv("ISORUN_POOL")); err == nil && v >= 0 {
-			pool.size = min(v, 16)
-		}
+// poolSize is ISORUN_POOL (default 2; 0 turns the pool, and parked containers, off), read once.
+var poolSize = sync.OnceValue(func() int {
+	if v, err := strconv.Atoi(os.Getenv("ISORUN_POOL")); err == nil && v >= 0 {
+		return min(v, 16)
 	}
-	return pool.size
-}
+	return 2
+})
 
 // takeReady returns a ready init, rootless (userns) or not, or nil when there is none; either way
 // it has the pool refilled. The pool holds one kind at a time, that of the last request: a process
@@ -90,7 +84,7 @@ func takeReady(userns bool) *readyInit {
 }
 
 func refillLocked() {
-	for need := pool.size - len(pool.ready) - pool.filling; need > 0; need-- {
+	for need := poolSize() - len(pool.ready) - pool.filling; need > 0; need-- {
 		pool.filling++
 		gen := pool.gen
 		flags := uintptr(namespaces)
@@ -106,7 +100,7 @@ func refillLocked() {
 				return // the next Start forks its own, and reports what is wrong
 			}
 			r.gen = gen
-			if gen != pool.gen || len(pool.ready) >= pool.size {
+			if gen != pool.gen || len(pool.ready) >= poolSize() {
 				r.discard()
 				return
 			}
