@@ -17,7 +17,7 @@ set -euo pipefail
 
 GO=${GO:-go}
 user=${ISORUN_TEST_USER:-isorun-test}
-pkgs=(harness harness/script cmd/isorun)
+pkgs=(${ROOTLESS_PKGS:-harness harness/script cmd/isorun})
 
 if [ "$(id -u)" != 0 ]; then
 	echo "test-rootless: not root: the suites above ran rootless already"
