@@ -106,8 +106,9 @@
 // as long as it has grown past the init (about 2 MB resident for the C init, 8 MB for the Go
 // one, mostly the binary's pages), so a limit should leave room for both. The init cannot be
 // shielded: lowering its oom_score_adj needs CAP_SYS_RESOURCE. A pids limit counts threads, the
-// init's too (1 for the C init; about 7 for the Go init, whose runtime aborts if it ever needs
-// a thread more and the limit refuses it).
+// init's too (1 for the C init; about 9 for the Go init, whose runtime aborts if it ever needs
+// a thread more and the limit refuses it: it starts a few spare ones before the container runs
+// anything, so that a fork bomb that takes every free pid does not take it down).
 //
 // # Confinement
 //

@@ -83,6 +83,7 @@ type initError struct {
 }
 
 func goInit(ctrl int) {
+	spareThreads(4)
 	s := &goInitState{ctrl: ctrl, jobs: map[int]string{}, devFD: -1}
 	if err := s.setup(); err != nil {
 		var ie *initError
@@ -100,6 +101,27 @@ func goInit(ctrl int) {
 		os.Exit(1)
 	}
 	s.serve()
+}
+
+// spareThreads has the runtime start n threads and leaves them idle, for it to reuse. Under a
+// pids limit a fork bomb in the container can take every free pid, and the Go runtime aborts when
+// it needs a thread it cannot create (a blocked recvmsg on the serving thread while the reaper
+// runs, say): threads made before anything runs in the container keep it from needing more.
+// Each goroutine holds its thread locked until all are, so none can share one.
+func spareThreads(n int) {
+	var locked, release sync.WaitGroup
+	locked.Add(n)
+	release.Add(1)
+	for range n {
+		go func() {
+			runtime.LockOSThread()
+			locked.Done()
+			release.Wait()
+			runtime.UnlockOSThread()
+		}()
+	}
+	locked.Wait()
+	release.Done()
 }
 
 func fail(step string, err error) error { return &initError{step: step, err: err} }
