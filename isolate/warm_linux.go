@@ -7,11 +7,12 @@ import (
 	"sync"
 )
 
-// Prewarmed containers. From the second Start of a Config with an ImageID on, each has a container
-// set up in the background for the next Start of the same Config: the init forked, the overlay mounted, /dev, /proc and
-// /sys attached, pivoted, masked, loopback up, everything but the caller's commands. That next
-// Start only takes it and tells its init so; the setup, its mount syscalls and the RCU grace
-// period of detaching the old root, runs while the test before it runs its commands.
+// Prewarmed containers. From the second Start of a Config with an ImageID on, each Start has a
+// container set up in the background for the next Start of the same Config: the init forked, the
+// overlay mounted, /dev, /proc and /sys attached, pivoted, masked, loopback up, everything but
+// the caller's commands. That next Start only takes it and tells its init so; the setup, its
+// mount syscalls and the RCU grace period of detaching the old root, runs while the test before
+// it runs its commands.
 //
 // The overlay of a parked container is mounted before its Start is called, so its lowers must
 // not change in between: ImageID is the caller's promise that they do not. It is a parked
@@ -19,7 +20,7 @@ import (
 // host state at Start (volumes, a cgroup, its own upper directory) is never parked.
 //
 // At most warmKeys keys have a parked container, one each; the least recently started is
-// dropped first. A parked container is an init named isorun-ready and a tmpfs, about 2 MB; the
+// dropped first. A parked container is an init named isorun-ready and a tmpfs, about 1.4 MB; the
 // last one of each key is never used and dies with the process (or Shutdown). Like the pool of
 // inits, parked containers are dropped when the host's mount table changes, and ISORUN_POOL=0
 // turns them off.
@@ -47,7 +48,8 @@ func warmKey(cfg *Config) string {
 }
 
 // takeWarm returns the container parked for key, made the caller's (cfg: its Env and Dir), or nil
-// when there is none; either way it has the next one set up.
+// when there is none; either way, unless this is the key's first Start, it has the next one set
+// up.
 func takeWarm(key string, cfg Config) *Container {
 	warm.Lock()
 	if warm.ready == nil {
