@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/isorun/isorun/internal/mountinfo"
 	"github.com/stretchr/testify/require"
 )
 
@@ -306,8 +307,8 @@ func parseMountinfoLine(line string) (mountEntry, bool) {
 	if len(a) < 6 || len(b) < 3 {
 		return mountEntry{}, false
 	}
-	return mountEntry{id: a[0], parent: a[1], root: unescapeOctal(a[3]), point: unescapeOctal(a[4]), opts: a[5],
-		fstype: b[0], src: unescapeOctal(b[1]), super: b[2], line: line}, true
+	return mountEntry{id: a[0], parent: a[1], root: mountinfo.Unescape(a[3]), point: mountinfo.Unescape(a[4]), opts: a[5],
+		fstype: b[0], src: mountinfo.Unescape(b[1]), super: b[2], line: line}, true
 }
 
 // ourNewMounts lists the mounts in after but not in before that a container of this test binary

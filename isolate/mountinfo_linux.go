@@ -3,8 +3,9 @@ package isolate
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
+
+	"github.com/isorun/isorun/internal/mountinfo"
 )
 
 // mountInfo is one line of /proc/self/mountinfo, its paths unescaped.
@@ -31,29 +32,10 @@ func mountTable() ([]mountInfo, error) {
 		if len(a) < 5 || len(b) < 3 {
 			continue
 		}
-		out = append(out, mountInfo{root: unescapeOctal(a[3]), point: unescapeOctal(a[4]), fstype: b[0], superOpts: b[2]})
+		out = append(out, mountInfo{root: mountinfo.Unescape(a[3]), point: mountinfo.Unescape(a[4]), fstype: b[0], superOpts: b[2]})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no mount in /proc/self/mountinfo")
 	}
 	return out, nil
-}
-
-// unescapeOctal undoes mountinfo's octal escapes (\040 for a space).
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

@@ -2,8 +2,9 @@ package overlay
 
 import (
 	"errors"
-	"strconv"
 	"strings"
+
+	"github.com/isorun/isorun/internal/mountinfo"
 )
 
 // Config describes one overlay mount.
@@ -38,36 +39,16 @@ func escapeLayer(p string) string {
 	return b.String()
 }
 
-// unescapeMountinfo undoes the octal escapes (\040 for space, \011, \012,
-// \134) that the kernel writes into /proc/self/mountinfo paths.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
 // mountPoints returns the mount point (field 5) of every line of a
 // /proc/self/mountinfo text, unescaped.
-func mountPoints(mountinfo string) []string {
+func mountPoints(text string) []string {
 	var mps []string
-	for _, line := range strings.Split(mountinfo, "\n") {
+	for _, line := range strings.Split(text, "\n") {
 		f := strings.Fields(line)
 		if len(f) < 5 {
 			continue
 		}
-		mps = append(mps, unescapeMountinfo(f[4]))
+		mps = append(mps, mountinfo.Unescape(f[4]))
 	}
 	return mps
 }
