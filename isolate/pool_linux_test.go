@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -24,21 +23,19 @@ func TestPoolDroppedOnMountChange(t *testing.T) {
 	}
 	start(t, testConfig(modeZygote))
 	var r *readyInit
-	for deadline := time.Now().Add(10 * time.Second); r == nil; time.Sleep(5 * time.Millisecond) {
+	waitUntil(t, "a prewarmed init after a Start", func() bool {
 		pool.Lock()
+		defer pool.Unlock()
 		if len(pool.ready) > 0 {
 			r = pool.ready[0]
 		}
-		pool.Unlock()
-		require.False(t, time.Now().After(deadline), "no prewarmed init 10s after a Start")
-	}
+		return r != nil
+	})
 	dir := t.TempDir()
 	require.NoError(t, unix.Mount("tmpfs", dir, "tmpfs", 0, ""))
 	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", r.pid)); os.IsNotExist(err) {
-			break
-		}
-		require.False(t, time.Now().After(deadline), "a prewarmed init outlived a change of the host's mounts by 10s")
-	}
+	waitUntil(t, "the prewarmed init to go after a change of the host's mounts", func() bool {
+		_, err := os.Stat(fmt.Sprintf("/proc/%d", r.pid))
+		return os.IsNotExist(err)
+	})
 }

@@ -36,19 +36,14 @@ func parked(t *testing.T, cfg Config) *Container {
 	t.Helper()
 	key := warmKey(&cfg)
 	require.NotEmpty(t, key)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var c *Container
+	waitUntil(t, "a container parked after a Start", func() bool {
 		warm.Lock()
-		c := warm.ready[key]
-		warm.Unlock()
-		if c != nil {
-			return c
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no container parked 10s after a Start")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		defer warm.Unlock()
+		c = warm.ready[key]
+		return c != nil
+	})
+	return c
 }
 
 // startTwice starts two containers of cfg, which has the next one parked, and returns that.
