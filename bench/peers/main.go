@@ -171,26 +171,29 @@ type peer struct {
 	batch func(n int) ([]time.Duration, error)
 }
 
-// kernelFloor builds bench/floor/floor.c and runs n lifecycles of it over root: see that file.
-func kernelFloor(root string, n int) ([]time.Duration, error) {
+// buildFloor builds bench/floor/floor.c, static, into dir.
+func buildFloor(dir string) (string, error) {
 	cc, err := exec.LookPath("cc")
 	if err != nil {
-		return nil, errors.New("no C compiler (cc) to build bench/floor/floor.c")
+		return "", errors.New("no C compiler (cc) to build bench/floor/floor.c")
 	}
-	dir, err := os.MkdirTemp("", "peers-floor-")
+	bin := filepath.Join(dir, "floor")
+	if out, err := exec.Command(cc, "-O2", "-static", "-o", bin, "bench/floor/floor.c").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build bench/floor/floor.c: %v: %s", err, out)
+	}
+	return bin, nil
+}
+
+// kernelFloor runs n lifecycles of the floor program bin over root with the given options
+// (-full, -confine, -ahead): see bench/floor/floor.c.
+func kernelFloor(bin, root string, n int, opts ...string) ([]time.Duration, error) {
+	scratch, err := os.MkdirTemp("", "peers-floor-")
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	bin, scratch := filepath.Join(dir, "floor"), filepath.Join(dir, "scratch")
-	if out, err := exec.Command(cc, "-O2", "-static", "-o", bin, "bench/floor/floor.c").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build bench/floor/floor.c: %v: %s", err, out)
-	}
-	if err := os.Mkdir(scratch, 0o755); err != nil {
-		return nil, err
-	}
+	defer os.RemoveAll(scratch)
 	var stderr bytes.Buffer
-	cmd := exec.Command(bin, strconv.Itoa(n), root, scratch)
+	cmd := exec.Command(bin, append(opts, strconv.Itoa(n), root, scratch)...)
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -211,14 +214,30 @@ func peers(root string) []result {
 	busybox, _ := exec.LookPath("busybox")
 	bundle, _ := os.MkdirTemp("", "peers-runc-")
 	defer os.RemoveAll(bundle)
+	floorDir, _ := os.MkdirTemp("", "peers-floor-bin-")
+	defer os.RemoveAll(floorDir)
+	floor, floorErr := buildFloor(floorDir)
+	floorRow := func(opts ...string) func(int) ([]time.Duration, error) {
+		return func(n int) ([]time.Duration, error) {
+			if floorErr != nil {
+				return nil, floorErr
+			}
+			return kernelFloor(floor, root, n, opts...)
+		}
+	}
 	var seq atomic.Int64
 	list := []peer{
 		{name: "fork/exec (floor)", n: *flagN, once: func() error { return run(busybox, "true") }},
 		// What the kernel charges for namespaces, an overlay, /proc and pivot_root, with no
 		// runtime at all: the part of a lifecycle no implementation can avoid (bench/floor).
-		{name: "kernel floor (C: namespaces, overlay, /proc, pivot_root)", n: *flagN, batch: func(n int) ([]time.Duration, error) {
-			return kernelFloor(root, n)
-		}},
+		{name: "kernel floor (C: namespaces, overlay, /proc, pivot_root)", n: *flagN, batch: floorRow()},
+		// The same program doing all of the setup isorun does (issue 4's list: /dev and its
+		// nodes, /sys, the masks, loopback, hostname), then isorun's confinement of the command
+		// too, then set up one container ahead as isorun's parked containers are: what an
+		// implementation with no runtime, no control channel and no diff would cost.
+		{name: "kernel floor, whole setup (C: + /dev, /sys, masks, lo, hostname)", n: *flagN, batch: floorRow("-full")},
+		{name: "kernel floor, whole setup + confinement (C: + caps, no_new_privs, seccomp)", n: *flagN, batch: floorRow("-full", "-confine")},
+		{name: "kernel floor, whole setup + confinement, set up ahead (C)", n: *flagN, batch: floorRow("-full", "-confine", "-ahead")},
 		{name: "isorun (library)", n: *flagN, once: func() error {
 			e, err := harness.Start(context.Background(), fixtures.Busybox())
 			if err != nil {
