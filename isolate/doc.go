@@ -62,19 +62,21 @@
 // Measured (BenchmarkRun, BenchmarkLifecycle, bench/README.md), as ratios to a plain fork/exec of
 // the same busybox binary in the same run, on a 2-vCPU VM:
 //
-//   - a command in a live container: 1.1-1.25x (the init's fork plus a message round trip);
-//   - a whole container (Start, `true`, diff, Close, Release): 3.8-4.1x with the C init, about 3x
-//     from both CPUs at once, 3.7-3.9x parked (from the second Start of an ImageID); 10-11x with
+//   - a command in a live container: 1.1-1.35x (the init's fork plus a message round trip);
+//   - a whole container (Start, `true`, diff, Close, Release): 3.8-4.5x with the C init, 3.3-3.5x
+//     from both CPUs at once, 3.7-4.35x parked (from the second Start of an ImageID); 10-14x with
 //     the Go init, which pays an exec and the Go runtime's start per container.
 //
-// The design goal was 3x. On this VM the kernel's own share (five namespaces, a pid 1, the
-// overlay, /proc, pivot_root and the old root's detach, measured from a static C program by
-// bench/floor) is already 2x a fork/exec: a network namespace costs 1.2 ms of CPU to make and
-// free, the detach waits out an RCU grace period, and every new process is dear on a
-// paravirtualized guest. The rest is the setup beyond that (/dev, /sys, masks), the init's fork
-// and exit, the control messages and Close's wait for the init's reap. bench/README.md breaks it
-// down. A re-exec of the test binary per container, the tutorials' design, costs about the Go
-// init's figure.
+// The design goal was 3x, and it is missed. It is not the kernel's doing: bench/floor, a static C
+// program with no runtime and no control channel that makes the same container (namespaces,
+// overlay, /proc, /dev, /sys, masks, loopback, pivot_root, the command's confinement) costs 2.7x,
+// and 2.4x with the next container set up ahead as parked ones are. A lifecycle is bound by CPU
+// (both vCPUs busy; using both costs 30-50% more CPU than one, on this paravirtualized guest),
+// and isorun spends about 10 CPU-ms where the floor spends 7: the test process's scheduler and
+// goroutine hand-offs, the control messages (each a wakeup of another process), the pool's
+// two-step setup, and copy-on-write faults in the zygote after each fork. bench/README.md breaks
+// it down and lists what we would try next. A re-exec of the test binary per container, the
+// tutorials' design, costs about the Go init's figure.
 //
 // # Resource limits
 //
