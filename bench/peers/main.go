@@ -216,13 +216,15 @@ func peers(root string) []result {
 	defer os.RemoveAll(bundle)
 	floorDir, _ := os.MkdirTemp("", "peers-floor-bin-")
 	defer os.RemoveAll(floorDir)
-	floor, floorErr := buildFloor(floorDir)
+	// Built by the first floor row that runs: -peers may leave them all out.
+	floor := sync.OnceValues(func() (string, error) { return buildFloor(floorDir) })
 	floorRow := func(opts ...string) func(int) ([]time.Duration, error) {
 		return func(n int) ([]time.Duration, error) {
-			if floorErr != nil {
-				return nil, floorErr
+			bin, err := floor()
+			if err != nil {
+				return nil, err
 			}
-			return kernelFloor(floor, root, n, opts...)
+			return kernelFloor(bin, root, n, opts...)
 		}
 	}
 	var seq atomic.Int64
