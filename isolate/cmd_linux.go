@@ -42,7 +42,8 @@ type Cmd struct {
 	// once it has exited (a background child may hold them). Zero waits for them.
 	WaitDelay time.Duration
 
-	// Pid is the command's pid inside the container, once started.
+	// Pid is the command's pid inside the container, once Start has returned (Run, Output and
+	// CombinedOutput do not wait to learn it).
 	Pid int
 
 	c      *Container
@@ -84,7 +85,12 @@ func (c *Container) CommandContext(ctx context.Context, name string, arg ...stri
 }
 
 // Start starts the command; it returns once the command runs (or could not be run: an *Error).
-func (cmd *Cmd) Start() error {
+func (cmd *Cmd) Start() error { return cmd.start(false) }
+
+// start sends the command to the init. Unless quiet, it waits for the init's "started" (or
+// "failed"); a quiet start (Run) returns once the request is sent, and Wait takes whichever of
+// "failed" and "exit" comes: one reply and one wakeup of this process per command instead of two.
+func (cmd *Cmd) start(quiet bool) error {
 	if cmd.c == nil {
 		return errors.New("isolate: Cmd not made by Container.Command")
 	}
@@ -123,6 +129,9 @@ func (cmd *Cmd) Start() error {
 	if c.cfg.Privileged {
 		flags |= execPrivileged
 	}
+	if quiet {
+		flags |= execQuiet
+	}
 	m.str(cmd.id).num(int64(flags)).num(int64(cmd.UID)).num(int64(cmd.GID)).num(int64(len(cmd.Groups)))
 	for _, g := range cmd.Groups {
 		m.num(int64(g))
@@ -147,20 +156,22 @@ func (cmd *Cmd) Start() error {
 	}
 	cmd.closeAll(cmd.after)
 	cmd.after = nil
-	ev := <-cmd.events
-	switch ev.verb {
-	case "started":
-		cmd.Pid = ev.pid
-	case "failed":
-		cmd.abandon()
-		return cmd.startError(ev)
-	default:
-		cmd.abandon()
-		if err := c.Err(); err != nil {
-			return err
+	if !quiet {
+		ev := <-cmd.events
+		switch ev.verb {
+		case "started":
+			cmd.Pid = ev.pid
+		case "failed":
+			cmd.abandon()
+			return cmd.startError(ev)
+		default:
+			cmd.abandon()
+			if err := c.Err(); err != nil {
+				return err
+			}
+			// Never a nil error for a command that Wait cannot wait for.
+			return fmt.Errorf("isolate: exec %q: the init answered %q before %q", cmd.Args[0], ev.verb, "started")
 		}
-		// Never a nil error for a command that Wait cannot wait for.
-		return fmt.Errorf("isolate: exec %q: the init answered %q before %q", cmd.Args[0], ev.verb, "started")
 	}
 	cmd.copied = make(chan error, len(cmd.copies))
 	for _, f := range cmd.copies {
@@ -389,6 +400,10 @@ func (cmd *Cmd) Wait() error {
 	}
 	var err error
 	switch ev.verb {
+	case "failed":
+		// A quiet start's (Run's): the command never ran. Its pipes are closed on the other
+		// side, so the copies end at once.
+		err = cmd.startError(ev)
 	case "exit":
 		cmd.status = &ExitState{ws: ev.status}
 		if cmd.c.cg != nil {
@@ -504,7 +519,7 @@ func (cmd *Cmd) State() *ExitState { return cmd.status }
 
 // Run starts the command and waits for it.
 func (cmd *Cmd) Run() error {
-	if err := cmd.Start(); err != nil {
+	if err := cmd.start(true); err != nil {
 		return err
 	}
 	return cmd.Wait()

@@ -833,7 +833,9 @@ func (s *goInitState) exec(t *tokens, fds []int, dropped *bool) {
 	pid, err := syscall.ForkExec(prog, argv, attr)
 	if err == nil {
 		s.jobs[pid] = id
-		s.reply(new(message).strs("started", id).num(int64(pid)))
+		if flags&execQuiet == 0 {
+			s.reply(new(message).strs("started", id).num(int64(pid)))
+		}
 	}
 	s.mu.Unlock()
 	if err != nil {

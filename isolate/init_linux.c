@@ -100,6 +100,7 @@
 #define EXEC_STDERR 4
 #define EXEC_TTY 8
 #define EXEC_PRIVILEGED 16
+#define EXEC_QUIET 32 // no "started": the parent waits for the exit (Run)
 
 #define MAXFDS 64
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -1092,14 +1093,16 @@ static void do_exec(struct msg *m) {
 		jobs[njobs].pid = pid;
 		snprintf(jobs[njobs].id, sizeof jobs[njobs].id, "%s", id);
 		njobs++;
-		put(&o, "started");
-		put(&o, id);
-		putn(&o, pid);
+		if (!(flags & EXEC_QUIET)) {
+			put(&o, "started");
+			put(&o, id);
+			putn(&o, pid);
+		}
 	}
 	free(s.groups);
 	free(s.argv);
 	free(s.envp);
-	send_out(ctrl, &o);
+	if (o.len) send_out(ctrl, &o);
 	return;
 bad:
 	put(&o, "failed");

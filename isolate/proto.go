@@ -17,6 +17,7 @@ import (
 //                     err ID STEP ERRNO
 // Parent -> init:     setup OP...                                (first message; ops below)
 //                     exec ID FLAGS UID GID NGROUPS GID... DIR ARGC ARG... ENVC ENV...   fds: stdio
+//                                                                (FLAGS has execQuiet: no "started")
 //                     kill ID SIGNAL
 //                     take                                       a parked container is the caller's
 // Init -> parent:     ok CREATEDPATH...                          fds: [scratch?, root]
@@ -56,6 +57,7 @@ const (
 	execStderr     = 4
 	execTTY        = 8
 	execPrivileged = 16
+	execQuiet      = 32 // no "started": the parent waits for the exit or failure (Run)
 )
 
 // Stages at which a command can fail before it runs; keep in sync with init_linux.c.
