@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -41,9 +42,9 @@ type Container struct {
 	scratch *os.File // the tmpfs holding upper/ and work/ (nil with Config.Upper)
 	created []string // mount points the setup created in the overlay
 
-	parked      bool     // set up ahead of its Start: see warm_linux.go
-	madeSources []string // volume directories Start created on the host, deepest first
-	cg          *cgroup  // Config.Resources' cgroup (cgroup_linux.go), or nil
+	parked      atomic.Bool // set up ahead of its Start, not taken yet: see warm_linux.go
+	madeSources []string    // volume directories Start created on the host, deepest first
+	cg          *cgroup     // Config.Resources' cgroup (cgroup_linux.go), or nil
 	closeErr    error
 
 	wmu     sync.Mutex // one datagram at a time
@@ -68,17 +69,18 @@ func Start(ctx context.Context, cfg Config) (*Container, error) {
 	cfg.Rootless = cfg.Rootless || Rootless()
 	key := warmKey(&cfg)
 	if key == "" {
-		return launch(ctx, cfg, false)
+		return launch(ctx, cfg)
 	}
-	if c := takeWarm(key, cfg); c != nil {
+	if c := takeWarm(ctx, key, cfg); c != nil {
 		return c, nil
 	}
-	return launch(ctx, cfg, false)
+	return launch(ctx, cfg)
 }
 
-// launch sets up a container: for its caller, or parked for a later Start (warm_linux.go).
-func launch(ctx context.Context, cfg Config, parked bool) (_ *Container, err error) {
-	c := &Container{id: newID(), cfg: cfg, parked: parked, pidfd: -1, jobs: map[string]*Cmd{}, done: make(chan struct{}), reaped: make(chan struct{})}
+// launch sets up a container for its caller. (Parked containers are set up by the zygote:
+// warm_linux.go.)
+func launch(ctx context.Context, cfg Config) (_ *Container, err error) {
+	c := &Container{id: newID(), cfg: cfg, pidfd: -1, jobs: map[string]*Cmd{}, done: make(chan struct{}), reaped: make(chan struct{})}
 	if err := c.checkRootlessLowers(); err != nil {
 		return nil, err
 	}
@@ -227,7 +229,13 @@ func (c *Container) spawnExec(ctrl *os.File, mode string) error {
 // monitor retaking its P, waking threads every 20 µs. Older kernels wake nobody at the reap:
 // there, the zombie's state is read every millisecond once the init has exited.
 func (c *Container) waitPidfd() {
-	defer close(c.reaped)
+	defer func() {
+		close(c.reaped)
+		if c.parked.Load() {
+			// Nobody reads its control socket yet: its end is noticed here.
+			c.end(c.initExited())
+		}
+	}()
 	if pidfdHangsUp() {
 		if f, err := pollable(c.pidfd); err == nil {
 			defer f.Close()
@@ -320,8 +328,10 @@ func (c *Container) awaitReady(ctx context.Context, sent <-chan error) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("isolate: start container %s: %w", c.id, ctx.Err())
 		}
-		if serr := <-sent; serr != nil {
-			return fmt.Errorf("isolate: start container %s: send setup: %w", c.id, serr)
+		if sent != nil { // nil: the zygote sent it (a parked container)
+			if serr := <-sent; serr != nil {
+				return fmt.Errorf("isolate: start container %s: send setup: %w", c.id, serr)
+			}
 		}
 		return fmt.Errorf("isolate: start container %s: init exited during setup", c.id)
 	}
@@ -374,7 +384,7 @@ func (e *SetupError) Unwrap() error { return e.Err }
 // setupMessage is the program the init runs: see proto.go.
 func (c *Container) setupMessage() ([]byte, error) {
 	m := new(message).str("setup")
-	if c.parked {
+	if c.parked.Load() {
 		m.str("parked")
 	}
 	// First of all, on cgroup v1, the init joins its cgroup: see cgroup_linux.go.

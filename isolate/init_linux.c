@@ -1261,6 +1261,41 @@ static pid_t fork_init(unsigned long long flags, int cg, int ctrl_fd, int warm, 
 	init_main();
 }
 
+// park makes a parked container (warm_linux.go): the rest of the request is its setup, which
+// goes into a new control socket before the init is forked, so that the init, once prewarmed,
+// goes straight on to the setup, with nobody waiting on it. The reply hands the parent the
+// socket's other end and the init's pidfd; the parent reads the setup's "ok" when it takes the
+// container.
+static void park(struct msg *m, const char *id, unsigned long long flags, struct out *o) {
+	int sp[2] = {-1, -1}, pidfd = -1;
+	const char *step = "socketpair";
+	pid_t pid = -1;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == 0) {
+		step = "send setup";
+		if (m->off < m->len && send(sp[0], m->buf + m->off, m->len - m->off, MSG_NOSIGNAL) >= 0) {
+			step = "clone";
+			pid = fork_init(flags, -1, sp[1], 1, &pidfd);
+		}
+	}
+	int err = errno;
+	if (sp[1] >= 0) close(sp[1]);
+	if (pid < 0 || pidfd < 0) {
+		if (pid > 0) kill(pid, SIGKILL);
+		if (pidfd >= 0) close(pidfd);
+		if (sp[0] >= 0) close(sp[0]);
+		put(o, "err");
+		put(o, id);
+		put(o, step);
+		putn(o, pid > 0 ? ENOSYS : err); // a pid but no pidfd: clone3 is missing
+		return;
+	}
+	put(o, "pid");
+	put(o, id);
+	putn(o, pid);
+	o->fds[o->nfds++] = pidfd;
+	o->fds[o->nfds++] = sp[0];
+}
+
 static void __attribute__((noreturn)) zygote_main(int sock) {
 	snprintf(zygote_uid, sizeof zygote_uid, "%u", (unsigned)geteuid());
 	snprintf(zygote_gid, sizeof zygote_gid, "%u", (unsigned)getegid());
@@ -1295,9 +1330,17 @@ static void __attribute__((noreturn)) zygote_main(int sock) {
 		if (recv_msg(sock, &m) <= 0) break;
 		const char *verb = tok(&m), *id = tok(&m), *fl = tok(&m);
 		unsigned long long flags = fl ? strtoull(fl, NULL, 10) : 0;
+		struct out o = {0};
+		if (verb && id && fl && !strcmp(verb, "park")) {
+			park(&m, id, flags, &o);
+			send_out(sock, &o);
+			for (int i = 0; i < o.nfds; i++) close(o.fds[i]);
+			for (int i = 0; i < m.nfds; i++) close(m.fds[i]);
+			free_msg(&m);
+			continue;
+		}
 		long cg = tokn(&m);   // index of a cgroup fd among the fds, or -1
 		long warm = tokn(&m); // 1: prewarm
-		struct out o = {0};
 		if (!verb || strcmp(verb, "spawn") || !id || m.nfds < 1) {
 			put(&o, "err");
 			put(&o, id ? id : "");

@@ -12,8 +12,11 @@ import (
 // not JSON because the init that reads it is C that runs before any runtime (init_linux.c), and
 // a token list is what it can parse without a library; the same format serves the Go init.
 //
-// Parent -> zygote:   spawn ID CLONEFLAGS CGROUPFDINDEX          fds: [ctrl, cgroup?]
-// Zygote -> parent:   pid ID PID                                 fds: [pidfd]
+// Parent -> zygote:   spawn ID CLONEFLAGS CGROUPFDINDEX WARM     fds: [ctrl, cgroup?]
+//                     park ID CLONEFLAGS SETUP...                a parked container: the zygote
+//                                                                makes its control socket, queues
+//                                                                the setup in it, forks the init
+// Zygote -> parent:   pid ID PID                                 fds: [pidfd] (park: [pidfd, ctrl])
 //                     err ID STEP ERRNO
 // Parent -> init:     setup OP...                                (first message; ops below)
 //                     exec ID FLAGS UID GID NGROUPS GID... DIR ARGC ARG... ENVC ENV...   fds: stdio

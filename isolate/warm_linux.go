@@ -2,9 +2,14 @@ package isolate
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"os"
 	"slices"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // Prewarmed containers. From the second Start of a Config with an ImageID on, each Start has a
@@ -13,6 +18,15 @@ import (
 // the caller's commands. That next Start only takes it and tells its init so; the setup, its
 // mount syscalls and the RCU grace period of detaching the old root, runs while the test before
 // it runs its commands.
+//
+// The zygote makes them: the parent sends it the setup with a "park" request, and the zygote
+// puts it in a new control socket, forks the init, and replies with the socket and the init's
+// pidfd; the init prewarms and runs the setup on its own. The parent reads the setup's "ok" only
+// when a Start takes the container. Setting one up this way costs the parent one request and one
+// reply, and no goroutine of its own: with parked containers made from the pool's inits, the
+// parent's side of each (the pool's refill, the setup's round trip, a goroutine waiting on each)
+// woke its threads while the previous container ran its commands, and on a 2-CPU machine those
+// threads preempted the commands.
 //
 // The overlay of a parked container is mounted before its Start is called, so its lowers must
 // not change in between: ImageID is the caller's promise that they do not. It is a parked
@@ -50,7 +64,7 @@ func warmKey(cfg *Config) string {
 // takeWarm returns the container parked for key, made the caller's (cfg: its Env and Dir), or nil
 // when there is none; either way, unless this is the key's first Start, it has the next one set
 // up.
-func takeWarm(key string, cfg Config) *Container {
+func takeWarm(ctx context.Context, key string, cfg Config) *Container {
 	warm.Lock()
 	if warm.ready == nil {
 		warm.ready, warm.filling = map[string]*Container{}, map[string]bool{}
@@ -77,14 +91,16 @@ func takeWarm(key string, cfg Config) *Container {
 		return nil
 	}
 	c.cfg = cfg
-	c.parked = false
+	c.parked.Store(false)
+	// The setup ran while the container was parked: its "ok" is most likely waiting already.
 	// The init renames itself isorun-init before it reads the caller's first request.
-	if c.Err() != nil || c.send(new(message).str("take")) != nil {
+	if c.awaitReady(ctx, nil) != nil || c.Err() != nil || c.send(new(message).str("take")) != nil {
 		warm.Lock()
-		dropLocked(c) // it died while parked
+		dropLocked(c) // its setup failed, or it died while parked
 		warm.Unlock()
 		return nil
 	}
+	go c.read()
 	return c
 }
 
@@ -97,29 +113,69 @@ func dropLocked(c *Container) {
 	}()
 }
 
-// fillLocked sets up a container for key in the background, unless one is parked or on its way.
+// fillLocked has the zygote set up a container for key in the background, unless one is parked
+// or on its way. All it costs this process is a request, and the reply's handling by the
+// zygote's reader: the zygote forks the init with the setup already in its control socket.
 func fillLocked(key string, cfg Config) {
 	if warm.ready[key] != nil || warm.filling[key] {
+		return
+	}
+	c := &Container{id: newID(), cfg: cfg, pidfd: -1, jobs: map[string]*Cmd{}, done: make(chan struct{}), reaped: make(chan struct{})}
+	c.parked.Store(true)
+	setup, err := c.setupMessage()
+	if err != nil {
+		return // the next Start sets up its own, and reports what is wrong
+	}
+	z, err := getZygote()
+	if err != nil {
 		return
 	}
 	warm.filling[key] = true
 	gen := warm.gen
 	warm.busy.Add(1)
-	go func() {
+	err = z.park(c.cloneFlags(), setup, func(r zreply) {
+		// On the zygote's reader: nothing here may wait.
 		defer warm.busy.Done()
-		c, err := launch(context.Background(), cfg, true)
+		if r.err == nil && (r.pidfd < 0 || r.ctrl < 0) {
+			r.err = errors.New("isolate: no pidfd or control socket from the zygote")
+		}
+		if r.err == nil {
+			c.pid, c.pidfd = r.pid, r.pidfd
+			f := os.NewFile(uintptr(r.ctrl), "ctrl")
+			fc, cerr := net.FileConn(f)
+			f.Close()
+			r.ctrl = -1
+			if cerr != nil {
+				r.err = cerr
+			} else {
+				c.conn = fc.(*net.UnixConn)
+			}
+		}
 		warm.Lock()
+		defer warm.Unlock()
 		delete(warm.filling, key)
-		keep := err == nil && gen == warm.gen && slices.Contains(warm.recent, key)
-		if keep {
+		if r.err != nil {
+			// Dropped: the next Start sets up its own, and reports what is wrong.
+			if r.pidfd >= 0 {
+				unix.PidfdSendSignal(r.pidfd, unix.SIGKILL, nil, 0)
+				unix.Close(r.pidfd)
+			}
+			if r.ctrl >= 0 {
+				unix.Close(r.ctrl)
+			}
+			return
+		}
+		go c.waitPidfd()
+		if gen == warm.gen && slices.Contains(warm.recent, key) {
 			warm.ready[key] = c
+		} else {
+			dropLocked(c)
 		}
-		warm.Unlock()
-		if err == nil && !keep {
-			c.Release()
-		}
-		// An error is dropped: the next Start sets up its own, and reports what is wrong.
-	}()
+	})
+	if err != nil {
+		delete(warm.filling, key)
+		warm.busy.Done()
+	}
 }
 
 // drainWarm releases every parked container, and has the fills under way drop theirs. With wait,

@@ -25,7 +25,7 @@ type zygote struct {
 	pid  int
 
 	mu      sync.Mutex
-	pending map[string]chan zreply
+	pending map[string]func(zreply) // called by the reader with the reply to a request
 	dead    bool
 	exited  chan struct{} // closed once the zygote has been reaped
 }
@@ -33,6 +33,7 @@ type zygote struct {
 type zreply struct {
 	pid   int
 	pidfd int
+	ctrl  int // a parked container's control socket (park), else -1
 	err   error
 }
 
@@ -117,7 +118,7 @@ func startZygote() (*zygote, error) {
 	if err != nil {
 		return nil, fmt.Errorf("isolate: start zygote: %w", err)
 	}
-	z := &zygote{conn: c.(*net.UnixConn), pending: map[string]chan zreply{}, exited: make(chan struct{})}
+	z := &zygote{conn: c.(*net.UnixConn), pending: map[string]func(zreply){}, exited: make(chan struct{})}
 	started := make(chan error, 1)
 	go func() {
 		// Locked for the zygote's whole life and never unlocked: see the comment at the top.
@@ -156,8 +157,8 @@ func (z *zygote) fail(err error) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	z.dead = true
-	for id, ch := range z.pending {
-		ch <- zreply{err: err}
+	for id, reply := range z.pending {
+		reply(zreply{pidfd: -1, ctrl: -1, err: err})
 		delete(z.pending, id)
 	}
 }
@@ -175,14 +176,17 @@ func (z *zygote) read() {
 		t := parse(buf[:n])
 		verb, _ := t.next()
 		id, _ := t.next()
-		var r zreply
+		r := zreply{pidfd: -1, ctrl: -1}
 		switch verb {
 		case "pid":
 			p, err := t.int()
 			r.pid, r.err = int(p), err
-			r.pidfd = -1
 			if len(fds) > 0 {
 				r.pidfd = fds[0]
+				fds = fds[1:]
+			}
+			if len(fds) > 0 {
+				r.ctrl = fds[0]
 				fds = fds[1:]
 			}
 		case "err":
@@ -194,13 +198,19 @@ func (z *zygote) read() {
 		}
 		closeFds(fds)
 		z.mu.Lock()
-		ch := z.pending[id]
+		reply := z.pending[id]
 		delete(z.pending, id)
 		z.mu.Unlock()
-		if ch != nil {
-			ch <- r
-		} else if r.pidfd >= 0 {
-			unix.Close(r.pidfd)
+		if reply != nil {
+			reply(r)
+		} else {
+			if r.pidfd >= 0 {
+				unix.PidfdSendSignal(r.pidfd, unix.SIGKILL, nil, 0)
+				unix.Close(r.pidfd)
+			}
+			if r.ctrl >= 0 {
+				unix.Close(r.ctrl)
+			}
 		}
 	}
 }
@@ -211,10 +221,10 @@ func (z *zygote) spawn(flags uintptr, ctrl *os.File, cgroup *os.File, warm bool)
 	id := strconv.FormatUint(zseq.Add(1), 10)
 	ch := make(chan zreply, 1)
 	m := new(message).strs("spawn", id).num(int64(flags))
-	fds := []int{int(ctrl.Fd())}
+	m.fds = []int{int(ctrl.Fd())}
 	if cgroup != nil {
 		m.num(1)
-		fds = append(fds, int(cgroup.Fd()))
+		m.fds = append(m.fds, int(cgroup.Fd()))
 	} else {
 		m.num(-1)
 	}
@@ -223,23 +233,48 @@ func (z *zygote) spawn(flags uintptr, ctrl *os.File, cgroup *os.File, warm bool)
 	} else {
 		m.num(0)
 	}
-	z.mu.Lock()
-	if z.dead {
-		z.mu.Unlock()
-		return nil, errors.New("isolate: zygote exited")
-	}
-	z.pending[id] = ch
-	z.mu.Unlock()
-	_, _, err := z.conn.WriteMsgUnix(m.b, unix.UnixRights(fds...), nil)
+	err := z.request(id, m, func(r zreply) { ch <- r })
 	runtime.KeepAlive(ctrl)
 	runtime.KeepAlive(cgroup)
 	if err != nil {
-		z.mu.Lock()
-		delete(z.pending, id)
-		z.mu.Unlock()
 		return nil, fmt.Errorf("isolate: ask zygote for a container: %w", err)
 	}
 	return ch, nil
+}
+
+// park asks the zygote to fork an init with the given clone flags that prewarms and then runs
+// setup at once (a parked container: warm_linux.go). reply gets its pid, pidfd and control
+// socket, from the zygote's reader: it must not block.
+func (z *zygote) park(flags uintptr, setup []byte, reply func(zreply)) error {
+	id := strconv.FormatUint(zseq.Add(1), 10)
+	m := new(message).strs("park", id).num(int64(flags))
+	m.b = append(m.b, setup...)
+	return z.request(id, m, reply)
+}
+
+// request sends m, whose reply will be passed to reply, unless sending fails.
+func (z *zygote) request(id string, m *message, reply func(zreply)) error {
+	if m.err != nil {
+		return m.err
+	}
+	z.mu.Lock()
+	if z.dead {
+		z.mu.Unlock()
+		return errors.New("isolate: zygote exited")
+	}
+	z.pending[id] = reply
+	z.mu.Unlock()
+	var oob []byte
+	if len(m.fds) > 0 {
+		oob = unix.UnixRights(m.fds...)
+	}
+	if _, _, err := z.conn.WriteMsgUnix(m.b, oob, nil); err != nil {
+		z.mu.Lock()
+		delete(z.pending, id)
+		z.mu.Unlock()
+		return err
+	}
+	return nil
 }
 
 func parseRights(oob []byte) []int {
