@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -42,9 +41,9 @@ type Container struct {
 	scratch *os.File // the tmpfs holding upper/ and work/ (nil with Config.Upper)
 	created []string // mount points the setup created in the overlay
 
-	parked      atomic.Bool // set up ahead of its Start, not taken yet: see warm_linux.go
-	madeSources []string    // volume directories Start created on the host, deepest first
-	cg          *cgroup     // Config.Resources' cgroup (cgroup_linux.go), or nil
+	parked      bool     // set up ahead of its Start, not taken yet: see warm_linux.go
+	madeSources []string // volume directories Start created on the host, deepest first
+	cg          *cgroup  // Config.Resources' cgroup (cgroup_linux.go), or nil
 	closeErr    error
 
 	wmu     sync.Mutex // one datagram at a time
@@ -54,7 +53,7 @@ type Container struct {
 	dead    error // why the container ended, once it has
 	done    chan struct{}
 	closing sync.Once
-	reaped  chan struct{}
+	reaped  chan struct{} // closed once an exec'd init is reaped (spawnExec); nil for the zygote's
 }
 
 // Start starts a container and returns when it is ready to run commands. ctx bounds the start
@@ -80,7 +79,7 @@ func Start(ctx context.Context, cfg Config) (*Container, error) {
 // launch sets up a container for its caller. (Parked containers are set up by the zygote:
 // warm_linux.go.)
 func launch(ctx context.Context, cfg Config) (_ *Container, err error) {
-	c := &Container{id: newID(), cfg: cfg, pidfd: -1, jobs: map[string]*Cmd{}, done: make(chan struct{}), reaped: make(chan struct{})}
+	c := &Container{id: newID(), cfg: cfg, pidfd: -1, jobs: map[string]*Cmd{}, done: make(chan struct{})}
 	if err := c.checkRootlessLowers(); err != nil {
 		return nil, err
 	}
@@ -147,7 +146,6 @@ func (c *Container) spawn(ctx context.Context) error {
 			}
 		}
 		c.conn, c.pid, c.pidfd = r.conn, r.pid, r.pidfd
-		go c.waitPidfd()
 		return nil
 	}
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
@@ -189,6 +187,7 @@ func (c *Container) spawnExec(ctrl *os.File, mode string) error {
 		sys.UseCgroupFD, sys.CgroupFD = true, int(fd.Fd()) // clone3(CLONE_INTO_CGROUP)
 	}
 	started := make(chan error, 1)
+	c.reaped = make(chan struct{})
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
@@ -218,42 +217,42 @@ func (c *Container) spawnExec(ctrl *os.File, mode string) error {
 	return <-started
 }
 
-// waitPidfd notes when an init forked by the zygote has exited (its whole pid namespace with it:
-// the kernel kills and reaps the rest before the init's exit is reported) and been reaped by the
-// zygote, which takes up to a clone of new namespaces (100 ms seen) when the zygote is busy
-// refilling the pool. Close promises that the container's processes are gone, and a zombie still
+// waitReap waits, at most d, until an init forked by the zygote has exited (its whole pid
+// namespace with it: the kernel kills and reaps the rest before the init's exit is reported) and
+// been reaped by the zygote, which takes up to a clone of new namespaces (100 ms seen) when the
+// zygote is busy. Close promises that the container's processes are gone, and a zombie still
 // shows in /proc.
 //
 // Since Linux 6.9 a pidfd reports POLLHUP once its process is reaped, and the wait is the
-// runtime's poller's: a goroutine blocked in poll(2) for every container kept the scheduler's
-// monitor retaking its P, waking threads every 20 µs. Older kernels wake nobody at the reap:
-// there, the zombie's state is read every millisecond once the init has exited.
-func (c *Container) waitPidfd() {
-	defer func() {
-		close(c.reaped)
-		if c.parked.Load() {
-			// Nobody reads its control socket yet: its end is noticed here.
-			c.end(c.initExited())
-		}
-	}()
+// runtime's poller's, on the caller's goroutine: a goroutine per container waiting for its init
+// cost each container's Close a hand-off between threads, and one blocked in poll(2) kept the
+// scheduler's monitor retaking its P, waking threads every 20 µs. Older kernels wake nobody at the
+// reap: there, the zombie's state is read every millisecond once the init has exited.
+func (c *Container) waitReap(d time.Duration) {
+	deadline := time.Now().Add(d)
 	if pidfdHangsUp() {
 		if f, err := pollable(c.pidfd); err == nil {
 			defer f.Close()
+			f.SetReadDeadline(deadline)
 			if rc, err := f.SyscallConn(); err == nil {
 				var ev int16
-				rc.Read(func(fd uintptr) bool {
+				err := rc.Read(func(fd uintptr) bool {
 					ev = pollNow(int(fd))
 					return ev&unix.POLLHUP != 0 || ev&unix.POLLNVAL != 0
 				})
-				if ev&unix.POLLHUP != 0 {
-					return
+				if err != nil || ev&unix.POLLHUP != 0 {
+					return // reaped, or out of time
 				}
 			}
 		}
 	}
 	fds := []unix.PollFd{{Fd: int32(c.pidfd), Events: unix.POLLIN}}
 	for {
-		if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+		ms := time.Until(deadline).Milliseconds()
+		if ms <= 0 {
+			return
+		}
+		if _, err := unix.Poll(fds, int(ms)); err != unix.EINTR {
 			break
 		}
 	}
@@ -384,7 +383,7 @@ func (e *SetupError) Unwrap() error { return e.Err }
 // setupMessage is the program the init runs: see proto.go.
 func (c *Container) setupMessage() ([]byte, error) {
 	m := new(message).str("setup")
-	if c.parked.Load() {
+	if c.parked {
 		m.str("parked")
 	}
 	// First of all, on cgroup v1, the init joins its cgroup: see cgroup_linux.go.
@@ -573,11 +572,13 @@ func (c *Container) Close() error {
 			unix.Kill(c.pid, unix.SIGKILL)
 		}
 		c.conn.Close()
-		if c.pid > 0 {
+		if c.reaped != nil && c.pid > 0 { // an exec'd init: see spawnExec
 			select {
 			case <-c.reaped:
 			case <-time.After(30 * time.Second):
 			}
+		} else if c.pidfd >= 0 {
+			c.waitReap(30 * time.Second)
 		}
 		if c.pidfd >= 0 {
 			unix.Close(c.pidfd)

@@ -48,10 +48,11 @@
 //
 // From its second Start on, a Config with an ImageID (the harness passes the image's digest) has
 // the next container of that Config set up in the background as Start returns one (a Config
-// started once, or a process that starts one container, parks nothing): an init from the pool, the
-// whole setup sent with a "parked" op, its init named isorun-ready. The next Start with the same
-// Config takes it and sends its init a "take" (which renames it isorun-init): Start then costs a
-// message, not a setup. A parked container's overlay is mounted before its Start, which is why
+// started once, or a process that starts one container, parks nothing): the zygote forks an init
+// with the whole setup, a "parked" op first, already queued in its control socket, and the init,
+// named isorun-ready, runs it on its own. The next Start with the same Config takes it and reads
+// the setup's reply; the init renames itself isorun-init at the caller's first request: Start
+// then costs a read, not a setup. A parked container's overlay is mounted before its Start, which is why
 // ImageID is a promise that the lowers do not change; Mounts, Resources or an Upper of the
 // caller's, which ask for host state at Start, are never parked. At most four Configs keep one
 // parked container each, the least recently started dropped first; the last one of each is

@@ -281,6 +281,7 @@ static const char *step(const char *fmt, const char *a, const char *b) {
 static int rootfd = -1;    // the overlay's root (a mount fd)
 static int scratchfd = -1; // the tmpfs holding upper/ and work/, when the init made it
 static int pivoted;
+static int parked; // named isorun-ready until the parent's first request
 static int nodev;     // the nodev op: device nodes on writable mounts cannot be opened
 static int devfd = -1; // the container's /dev (a mount fd), made read-only at the end with nodev
 static struct out *created;
@@ -765,8 +766,9 @@ static void setup(void) {
 	for (const char *op; (op = tok(&m));) {
 		if (!strcmp(op, "parked")) {
 			// A container set up ahead of its Start (warm_linux.go): ready, not yet anyone's,
-			// until the parent says "take".
+			// until the parent's first request.
 			name_init("isorun-ready");
+			parked = 1;
 		} else if (!strcmp(op, "userns")) op_userns(&m);
 		else if (!strcmp(op, "cgroup")) op_cgroup(&m);
 		else if (!strcmp(op, "rslave")) {
@@ -1176,9 +1178,13 @@ static void __attribute__((noreturn)) init_main(void) {
 			int r = recv_msg(ctrl, &m);
 			if (r <= 0) break;
 			const char *verb = tok(&m);
+			if (parked) {
+				// Taken: whatever the parent asks first, the container is its caller's now.
+				name_init("isorun-init");
+				parked = 0;
+			}
 			if (verb && !strcmp(verb, "exec")) do_exec(&m);
 			else if (verb && !strcmp(verb, "kill")) do_kill(&m);
-			else if (verb && !strcmp(verb, "take")) name_init("isorun-init");
 			for (int i = 0; i < m.nfds; i++) close(m.fds[i]);
 			free_msg(&m);
 		} else if (p[0].revents & (POLLHUP | POLLERR)) {

@@ -22,7 +22,6 @@ import (
 //                     exec ID FLAGS UID GID NGROUPS GID... DIR ARGC ARG... ENVC ENV...   fds: stdio
 //                                                                (FLAGS has execQuiet: no "started")
 //                     kill ID SIGNAL
-//                     take                                       a parked container is the caller's
 // Init -> parent:     ok CREATEDPATH...                          fds: [scratch?, root]
 //                     err STEP ERRNO DETAIL
 //                     started ID PID
@@ -32,7 +31,7 @@ import (
 // Setup ops, run in order by the init:
 //
 //	parked                        C init only: set up ahead of its Start (warm_linux.go), named
-//	                              isorun-ready until "take"
+//	                              isorun-ready until its first request (exec or kill)
 //	cgroup PROCSFILE              join a cgroup v1 hierarchy: first, before anything else runs
 //	userns UID GID                rootless, zygote's inits only: map root to UID/GID, setgroups
 //	                              denied, before anything that needs the namespace's capabilities

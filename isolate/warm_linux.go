@@ -15,7 +15,7 @@ import (
 // Prewarmed containers. From the second Start of a Config with an ImageID on, each Start has a
 // container set up in the background for the next Start of the same Config: the init forked, the
 // overlay mounted, /dev, /proc and /sys attached, pivoted, masked, loopback up, everything but
-// the caller's commands. That next Start only takes it and tells its init so; the setup, its
+// the caller's commands. That next Start only takes it and reads the setup's reply; the setup, its
 // mount syscalls and the RCU grace period of detaching the old root, runs while the test before
 // it runs its commands.
 //
@@ -91,10 +91,10 @@ func takeWarm(ctx context.Context, key string, cfg Config) *Container {
 		return nil
 	}
 	c.cfg = cfg
-	c.parked.Store(false)
+	c.parked = false
 	// The setup ran while the container was parked: its "ok" is most likely waiting already.
-	// The init renames itself isorun-init before it reads the caller's first request.
-	if c.awaitReady(ctx, nil) != nil || c.Err() != nil || c.send(new(message).str("take")) != nil {
+	// The init renames itself isorun-init when it reads the caller's first request.
+	if c.awaitReady(ctx, nil) != nil || pollNow(c.pidfd)&unix.POLLIN != 0 {
 		warm.Lock()
 		dropLocked(c) // its setup failed, or it died while parked
 		warm.Unlock()
@@ -120,8 +120,7 @@ func fillLocked(key string, cfg Config) {
 	if warm.ready[key] != nil || warm.filling[key] {
 		return
 	}
-	c := &Container{id: newID(), cfg: cfg, pidfd: -1, jobs: map[string]*Cmd{}, done: make(chan struct{}), reaped: make(chan struct{})}
-	c.parked.Store(true)
+	c := &Container{id: newID(), cfg: cfg, parked: true, pidfd: -1, jobs: map[string]*Cmd{}, done: make(chan struct{})}
 	setup, err := c.setupMessage()
 	if err != nil {
 		return // the next Start sets up its own, and reports what is wrong
@@ -165,7 +164,6 @@ func fillLocked(key string, cfg Config) {
 			}
 			return
 		}
-		go c.waitPidfd()
 		if gen == warm.gen && slices.Contains(warm.recent, key) {
 			warm.ready[key] = c
 		} else {

@@ -195,7 +195,11 @@ func TestWarmDeadParked(t *testing.T) {
 	cfg := warmConfig(t)
 	p := startTwice(t, cfg)
 	require.NoError(t, unix.Kill(p.Pid(), unix.SIGKILL))
-	<-p.Done()
+	// Dead: its pidfd reports the exit (nobody reads a parked container's socket to notice).
+	fds := []unix.PollFd{{Fd: int32(p.pidfd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 10_000)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "the parked init outlived its SIGKILL by 10s")
 	c := start(t, cfg)
 	assert.NotSame(t, p, c)
 	assert.Equal(t, "ok\n", sh(t, c, "echo ok"))
