@@ -63,21 +63,28 @@
 // Measured (BenchmarkRun, BenchmarkLifecycle, bench/README.md), as ratios to a plain fork/exec of
 // the same busybox binary in the same run, on a 2-vCPU VM:
 //
-//   - a command in a live container: 1.1-1.35x (the init's fork plus a message round trip);
-//   - a whole container (Start, `true`, diff, Close, Release): 3.8-4.5x with the C init, 3.3-3.5x
-//     from both CPUs at once, 3.7-4.35x parked (from the second Start of an ImageID); 10-14x with
-//     the Go init, which pays an exec and the Go runtime's start per container.
+//   - a command in a live container: 1.0-1.1x. Run, Output and CombinedOutput take one reply
+//     from the init (the exit, or the failure to start), not two: their exec request carries
+//     execQuiet, and the init sends no "started";
+//   - a whole container (Start, `true`, diff, Close, Release): 3.4x in the peer benchmark (the
+//     harness's path: parked), 4.3x in BenchmarkLifecycle whether parked or not, 3.3x from both
+//     CPUs at once; 10-14x with the Go init, which pays an exec and the Go runtime's start per
+//     container.
 //
 // The design goal was 3x, and it is missed. It is not the kernel's doing: bench/floor, a static C
 // program with no runtime and no control channel that makes the same container (namespaces,
-// overlay, /proc, /dev, /sys, masks, loopback, pivot_root, the command's confinement) costs 2.7x,
-// and 2.4x with the next container set up ahead as parked ones are. A lifecycle is bound by CPU
-// (both vCPUs busy; using both costs 30-50% more CPU than one, on this paravirtualized guest),
-// and isorun spends about 10 CPU-ms where the floor spends 7: the test process's scheduler and
-// goroutine hand-offs, the control messages (each a wakeup of another process), the pool's
-// two-step setup, and copy-on-write faults in the zygote after each fork. bench/README.md breaks
-// it down and lists what we would try next. A re-exec of the test binary per container, the
-// tutorials' design, costs about the Go init's figure.
+// overlay, /proc, /dev, /sys, masks, loopback, pivot_root, the command's confinement) costs 2.5x,
+// and 2.35x with the next container set up ahead as parked ones are. A lifecycle is bound by the
+// CPU work of all its processes together: on this paravirtualized guest, work moved to the other
+// vCPU does not overlap (two fork/execs in parallel take longer each than one after another; a
+// parked container's setup, done in the background, leaves the lifecycle as slow as a setup
+// done on the caller's path), so only less work pays. isorun spends about 13 CPU-ms per
+// lifecycle where the floor spends 9 (one run of each, same hour): 1.7 in the test process (the
+// Go scheduler's monitor and thread wakeups, the control messages, the diff, the overlay's
+// teardown when Release drops the last reference), 2 in the zygote's clone of each init, and
+// the rest in the init and the command, as in the floor. bench/README.md breaks it down and lists
+// what we would try next. A re-exec of the test binary per container, the tutorials' design,
+// costs about the Go init's figure.
 //
 // # Resource limits
 //
