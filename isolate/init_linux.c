@@ -839,6 +839,7 @@ struct job {
 static struct job *jobs;
 static size_t njobs, capjobs;
 static int last_cap = -1;
+static int bset_dropped; // the init dropped the non-default capabilities from its bounding set
 static int groups_denied; // setgroups is denied in our user namespace: commands keep our groups
 
 // Docker's default capability set: what a command keeps unless the container is privileged.
@@ -946,9 +947,10 @@ static int spawn_child(void *arg) {
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	setsid(); // its own session and process group: kill reaches what it starts in the background
 	// Move the fds out of the way of 0..2 first, then dup into place (CLOEXEC is cleared by dup2).
-	int fd[3];
+	int fd[3], null = -1;
 	for (int i = 0; i < 3; i++) {
-		fd[i] = s->fd[i] >= 0 ? fcntl(s->fd[i], F_DUPFD_CLOEXEC, 10) : open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (s->fd[i] >= 0) fd[i] = fcntl(s->fd[i], F_DUPFD_CLOEXEC, 10);
+		else fd[i] = null = null >= 0 ? null : open("/dev/null", O_RDWR | O_CLOEXEC); // one open serves all three
 		if (fd[i] < 0) goto stdio;
 	}
 	for (int i = 0; i < 3; i++)
@@ -960,8 +962,9 @@ static int spawn_child(void *arg) {
 	}
 	if (!(s->flags & EXEC_PRIVILEGED)) {
 		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) goto caps;
-		for (int c = 0; c <= last_cap; c++)
-			if (!is_default_cap(c) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL) goto caps;
+		if (!bset_dropped)
+			for (int c = 0; c <= last_cap; c++)
+				if (!is_default_cap(c) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL) goto caps;
 	}
 	if ((!groups_denied && setgroups(s->ngroups, s->groups) < 0) || setresgid(s->gid, s->gid, s->gid) < 0 ||
 	    setresuid(s->uid, s->uid, s->uid) < 0) {
@@ -1155,6 +1158,15 @@ static void __attribute__((noreturn)) init_main(void) {
 	FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
 	if (!f || fscanf(f, "%d", &last_cap) != 1) last_cap = 63;
 	if (f) fclose(f);
+	if (nodev) {
+		// An unprivileged container (nodev is the setup's word for it): no command of it may
+		// have more than the default capabilities, so the init drops the others from its
+		// bounding set once, which its commands inherit, rather than each command doing so. Its
+		// own effective set is untouched. If a drop fails, each command tries, and says why.
+		bset_dropped = 1;
+		for (int c = 0; c <= last_cap && bset_dropped; c++)
+			if (!is_default_cap(c) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL) bset_dropped = 0;
+	}
 	char sg[16] = "";
 	if ((f = fopen("/proc/self/setgroups", "re"))) {
 		if (!fgets(sg, sizeof sg, f)) sg[0] = 0;
