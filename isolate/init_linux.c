@@ -282,6 +282,10 @@ static int rootfd = -1;    // the overlay's root (a mount fd)
 static int scratchfd = -1; // the tmpfs holding upper/ and work/, when the init made it
 static int pivoted;
 static int parked; // named isorun-ready until the parent's first request
+static int last_cap = -1;
+static int bset_dropped; // the init dropped the non-default capabilities from its bounding set
+static int groups_denied; // setgroups is denied in our user namespace: commands keep our groups
+static int ids_known;     // last_cap and groups_denied are read (read_ids)
 static int nodev;     // the nodev op: device nodes on writable mounts cannot be opened
 static int devfd = -1; // the container's /dev (a mount fd), made read-only at the end with nodev
 static struct out *created;
@@ -668,6 +672,7 @@ static void map_ids(const char *uid, const char *gid) {
 	snprintf(map, sizeof map, "0 %s 1\n", uid);
 	write_file("/proc/self/uid_map", map);
 	write_file("/proc/self/setgroups", "deny");
+	groups_denied = 1;
 	snprintf(map, sizeof map, "0 %s 1\n", gid);
 	write_file("/proc/self/gid_map", map);
 	if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) fail("become root in the user namespace", errno, NULL);
@@ -838,9 +843,6 @@ struct job {
 };
 static struct job *jobs;
 static size_t njobs, capjobs;
-static int last_cap = -1;
-static int bset_dropped; // the init dropped the non-default capabilities from its bounding set
-static int groups_denied; // setgroups is denied in our user namespace: commands keep our groups
 
 // Docker's default capability set: what a command keeps unless the container is privileged.
 static const int default_caps[] = {CAP_CHOWN,      CAP_DAC_OVERRIDE, CAP_FOWNER,           CAP_FSETID, CAP_KILL,
@@ -1148,6 +1150,23 @@ static void reap(void) {
 	}
 }
 
+// read_ids reads the highest capability number and whether setgroups is denied in our user
+// namespace. The zygote reads them once, at its start, and its inits inherit them: the first is
+// the kernel's, the second that of the zygote's user namespace, unless the init mapped a user
+// namespace of its own (map_ids, which denies setgroups and says so).
+static void read_ids(void) {
+	FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
+	if (!f || fscanf(f, "%d", &last_cap) != 1) last_cap = 63;
+	if (f) fclose(f);
+	char sg[16] = "";
+	if ((f = fopen("/proc/self/setgroups", "re"))) {
+		if (!fgets(sg, sizeof sg, f)) sg[0] = 0;
+		fclose(f);
+	}
+	groups_denied = !strncmp(sg, "deny", 4);
+	ids_known = 1;
+}
+
 static void __attribute__((noreturn)) init_main(void) {
 	sigset_t chld;
 	sigemptyset(&chld);
@@ -1155,9 +1174,7 @@ static void __attribute__((noreturn)) init_main(void) {
 	sigprocmask(SIG_BLOCK, &chld, NULL);
 	int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
 	setup();
-	FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
-	if (!f || fscanf(f, "%d", &last_cap) != 1) last_cap = 63;
-	if (f) fclose(f);
+	if (!ids_known) read_ids();
 	if (nodev) {
 		// An unprivileged container (nodev is the setup's word for it): no command of it may
 		// have more than the default capabilities, so the init drops the others from its
@@ -1167,12 +1184,6 @@ static void __attribute__((noreturn)) init_main(void) {
 		for (int c = 0; c <= last_cap && bset_dropped; c++)
 			if (!is_default_cap(c) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL) bset_dropped = 0;
 	}
-	char sg[16] = "";
-	if ((f = fopen("/proc/self/setgroups", "re"))) {
-		if (!fgets(sg, sizeof sg, f)) sg[0] = 0;
-		fclose(f);
-	}
-	groups_denied = !strncmp(sg, "deny", 4);
 	struct pollfd p[2] = {{ctrl, POLLIN, 0}, {sfd, POLLIN, 0}};
 	for (;;) {
 		if (poll(p, 2, -1) < 0) {
@@ -1315,6 +1326,7 @@ static void park(struct msg *m, const char *id, unsigned long long flags, struct
 }
 
 static void __attribute__((noreturn)) zygote_main(int sock) {
+	read_ids();
 	snprintf(zygote_uid, sizeof zygote_uid, "%u", (unsigned)geteuid());
 	snprintf(zygote_gid, sizeof zygote_gid, "%u", (unsigned)getegid());
 	sigset_t chld;
