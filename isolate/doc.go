@@ -63,18 +63,18 @@
 // Measured (BenchmarkRun, BenchmarkLifecycle, bench/README.md), as ratios to a plain fork/exec of
 // the same busybox binary in the same run, on a 2-vCPU VM:
 //
-//   - a command in a live container: 1.0-1.1x. Run, Output and CombinedOutput take one reply
+//   - a command in a live container: 1.0-1.16x. Run, Output and CombinedOutput take one reply
 //     from the init (the exit, or the failure to start), not two: their exec request carries
 //     execQuiet, and the init sends no "started";
-//   - a whole container (Start, `true`, diff, Close, Release): 3.4x in the peer benchmark (the
-//     harness's path: parked), 4.3x in BenchmarkLifecycle whether parked or not, 3.3x from both
-//     CPUs at once; 10-14x with the Go init, which pays an exec and the Go runtime's start per
-//     container.
+//   - a whole container (Start, `true`, diff, Close, Release): 3.0-3.4x in the peer benchmark
+//     (the harness's path: parked), 4.0-4.3x in BenchmarkLifecycle whether parked or not,
+//     3.2-3.3x from both CPUs at once; 10-14x with the Go init, which pays an exec and the Go
+//     runtime's start per container.
 //
 // The design goal was 3x, and it is missed. It is not the kernel's doing: bench/floor, a static C
 // program with no runtime and no control channel that makes the same container (namespaces,
 // overlay, /proc, /dev, /sys, masks, loopback, pivot_root, the command's confinement) costs 2.5x,
-// and 2.35x with the next container set up ahead as parked ones are. A lifecycle is bound by the
+// and 2.3x with the next container set up ahead as parked ones are. A lifecycle is bound by the
 // CPU work of all its processes together: on this paravirtualized guest, work moved to the other
 // vCPU does not overlap (two fork/execs in parallel take longer each than one after another; a
 // parked container's setup, done in the background, leaves the lifecycle as slow as a setup
