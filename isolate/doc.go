@@ -52,9 +52,9 @@
 // with the whole setup, a "parked" op first, already queued in its control socket, and the init,
 // named isorun-ready, runs it on its own. The next Start with the same Config takes it and reads
 // the setup's reply; the init renames itself isorun-init at the caller's first request: Start
-// then costs a read, not a setup. A parked container's overlay is mounted before its Start, which is why
-// ImageID is a promise that the lowers do not change; Mounts, Resources or an Upper of the
-// caller's, which ask for host state at Start, are never parked. At most four Configs keep one
+// then costs a read, not a setup. A parked container's overlay is mounted before its Start,
+// which is why ImageID is a promise that the lowers do not change; Mounts, Resources or an Upper
+// of the caller's, which ask for host state at Start, are never parked. At most four Configs keep one
 // parked container each, the least recently started dropped first; the last one of each is
 // never used. Host mount changes and Shutdown drop them, like the pool (warm_linux.go).
 //

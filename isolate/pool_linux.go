@@ -184,8 +184,7 @@ func newInit(ctx context.Context, flags uintptr, warm bool, cgroup *os.File) (*r
 		// The reply still comes; its pidfd then kills the init.
 		go func() {
 			if r := <-ch; r.err == nil {
-				unix.PidfdSendSignal(r.pidfd, unix.SIGKILL, nil, 0)
-				unix.Close(r.pidfd)
+				r.discard()
 			}
 		}()
 		conn.Close()

@@ -154,14 +154,7 @@ func fillLocked(key string, cfg Config) {
 		defer warm.Unlock()
 		delete(warm.filling, key)
 		if r.err != nil {
-			// Dropped: the next Start sets up its own, and reports what is wrong.
-			if r.pidfd >= 0 {
-				unix.PidfdSendSignal(r.pidfd, unix.SIGKILL, nil, 0)
-				unix.Close(r.pidfd)
-			}
-			if r.ctrl >= 0 {
-				unix.Close(r.ctrl)
-			}
+			r.discard() // the next Start sets up its own, and reports what is wrong
 			return
 		}
 		if gen == warm.gen && slices.Contains(warm.recent, key) {

@@ -37,6 +37,18 @@ type zreply struct {
 	err   error
 }
 
+// discard kills the init a reply is about, if any, and closes the reply's descriptors: for a
+// reply nobody will use.
+func (r zreply) discard() {
+	if r.pidfd >= 0 {
+		unix.PidfdSendSignal(r.pidfd, unix.SIGKILL, nil, 0)
+		unix.Close(r.pidfd)
+	}
+	if r.ctrl >= 0 {
+		unix.Close(r.ctrl)
+	}
+}
+
 var (
 	zmu     sync.Mutex
 	current *zygote
@@ -204,13 +216,7 @@ func (z *zygote) read() {
 		if reply != nil {
 			reply(r)
 		} else {
-			if r.pidfd >= 0 {
-				unix.PidfdSendSignal(r.pidfd, unix.SIGKILL, nil, 0)
-				unix.Close(r.pidfd)
-			}
-			if r.ctrl >= 0 {
-				unix.Close(r.ctrl)
-			}
+			r.discard()
 		}
 	}
 }
