@@ -686,11 +686,14 @@ func TestPrivileged(t *testing.T) {
 		assert.Equal(t, "00000000a80425fb", capLine(plain, "CapEff"), "Docker's default set")
 		assert.Equal(t, "00000000a80425fb", capLine(plain, "CapBnd"))
 		assert.Equal(t, "1", capLine(plain, "NoNewPrivs"))
+		assert.Equal(t, "2", capLine(plain, "Seccomp"), "the keyring filter")
 
 		cfg.Privileged = true
 		priv := status(start(t, cfg))
 		assert.Equal(t, capLine(string(self), "CapBnd"), capLine(priv, "CapEff"), "every capability")
+		assert.Equal(t, capLine(string(self), "CapBnd"), capLine(priv, "CapBnd"))
 		assert.Equal(t, "0", capLine(priv, "NoNewPrivs"))
+		assert.Equal(t, "0", capLine(priv, "Seccomp"), "no filter")
 	})
 }
 

@@ -136,12 +136,15 @@ func (c *Container) spawn(ctx context.Context) error {
 	mode := initMode(&c.cfg)
 	if mode == modeZygote {
 		var r *readyInit
-		if c.cg == nil { // a container with a cgroup is forked into it: see cgroup_linux.go
+		kind := zygoteKind(&c.cfg)
+		// A container with a cgroup is forked into it (see cgroup_linux.go); the pool's inits
+		// are the confined zygote's.
+		if c.cg == nil && kind == zygoteConfined {
 			r = takeReady(c.cfg.Rootless)
 		}
 		if r == nil {
 			var err error
-			if r, err = newInit(ctx, c.cloneFlags(), false, c.cg.cloneFD()); err != nil {
+			if r, err = newInit(ctx, kind, c.cloneFlags(), false, c.cg.cloneFD()); err != nil {
 				return fmt.Errorf("isolate: start container %s: %w", c.id, err)
 			}
 		}

@@ -33,6 +33,13 @@
 //   - The parent's death closes the control sockets: the zygote kills its inits, each init kills its
 //     container (pid 1 dying takes the pid namespace with it). Pdeathsig, set from a thread locked
 //     for the zygote's life, is the second line.
+//   - There are two zygotes, each started when first needed. The confined one forks the inits of
+//     unprivileged containers (the default): it drops the capabilities outside Docker's set from
+//     its bounding set and installs the keyring filter once, at its start, and every init and
+//     command inherits both. A filter is compiled (JIT) when it is installed and shared when
+//     inherited, so no container or command compiles one. Privileged containers come from the
+//     other zygote, which holds neither; an init of the confined zygote refuses a privileged
+//     setup.
 //
 // Without cgo (CGO_ENABLED=0, or no C compiler) the same setup and requests are served by a Go
 // init (init_go_linux.go), exec'd per container; this package's init function takes over in that
@@ -129,8 +136,9 @@
 //     setpcap, net_bind_service, net_raw, sys_chroot, mknod, audit_write, setfcap) in its
 //     effective, permitted and bounding sets, none ambient; none at all for another user.
 //   - no_new_privs: setuid binaries and file capabilities grant nothing.
-//   - A seccomp filter (seccomp_linux.go), installed right before exec: add_key, request_key
-//     and keyctl fail with EPERM, everything else is allowed. Without a user namespace these
+//   - A seccomp filter (seccomp_linux.go), inherited from the confined zygote (or installed
+//     once by the init, or by the command right before exec, where the one before could not):
+//     add_key, request_key and keyctl fail with EPERM, everything else is allowed. Without a user namespace these
 //     calls would reach the host root's keyrings. It checks the ABI of each call: x86-64 and its
 //     x32 numbers, i386, arm64 and 32-bit arm; any other architecture is killed. (A build for
 //     another architecture has no filter, and its commands fail to start.)

@@ -54,9 +54,7 @@ func helperMain() int {
 		}
 		zpid := 0
 		if mode == modeZygote {
-			zmu.Lock()
-			zpid = current.pid
-			zmu.Unlock()
+			zpid = zygotePids()[0]
 		}
 		fmt.Printf("%d %d\n", c.Pid(), zpid)
 		// The test kills us long before this; the bound keeps a lost helper from living forever.

@@ -284,6 +284,9 @@ static int pivoted;
 static int parked; // named isorun-ready until the parent's first request
 static int last_cap = -1;
 static int bset_dropped; // the init dropped the non-default capabilities from its bounding set
+static int filtered;     // the keyring filter is on the init, and so on every command it forks
+static int zygote_bset;     // the (confined) zygote dropped the non-default caps from its bounding set
+static int zygote_filtered; // the (confined) zygote has the keyring filter, which its inits inherit
 static int groups_denied; // setgroups is denied in our user namespace: commands keep our groups
 static int ids_known;     // last_cap and groups_denied are read (read_ids)
 static int nodev;     // the nodev op: device nodes on writable mounts cannot be opened
@@ -803,6 +806,8 @@ static void setup(void) {
 	for (int i = 0; i < m.nfds; i++) close(m.fds[i]);
 	free_msg(&m);
 	if (!pivoted) fail("setup", EPROTO, "no pivot");
+	// A privileged container must not have the confinement the confined zygote passed on.
+	if (!nodev && (zygote_bset || zygote_filtered)) fail("setup", EPROTO, "a privileged container from the confined zygote");
 	if (devfd >= 0) {
 		// Its nodes are made and every mount below it is attached: with nodev, nothing may be
 		// added to it (a node made there would open). Not recursive: /dev/pts and /dev/shm,
@@ -929,8 +934,8 @@ struct sock_filter *isorun_keyring_filter(unsigned *n) {
 	return keyring_filter;
 }
 
-// install_keyring_filter installs keyring_filter on the calling thread (no_new_privs must be
-// set). On a build for another architecture it fails with ENOSYS rather than run the command
+// install_keyring_filter installs keyring_filter on the calling thread (which must have
+// no_new_privs set, or CAP_SYS_ADMIN in its user namespace, as an init has). On a build for another architecture it fails with ENOSYS rather than run the command
 // unfiltered (or kill it: its own calls would be of an architecture the filter does not know).
 static int install_keyring_filter(void) {
 #if defined(__x86_64__) || defined(__i386__) || defined(__aarch64__) || defined(__arm__)
@@ -994,9 +999,9 @@ static int spawn_child(void *arg) {
 		}
 		if (syscall(SYS_capset, &h, d) < 0) goto caps;
 	}
-	// Last, so that nothing above runs under it; no_new_privs lets us install it without
-	// CAP_SYS_ADMIN, which the command no longer has.
-	if (!(s->flags & EXEC_PRIVILEGED) && install_keyring_filter() < 0) {
+	// Unless the init has it already (see init_main). Last, so that nothing above runs under
+	// it; no_new_privs lets us install it without CAP_SYS_ADMIN, which the command no longer has.
+	if (!(s->flags & EXEC_PRIVILEGED) && !filtered && install_keyring_filter() < 0) {
 		s->stage = ST_SECCOMP;
 		s->err = errno;
 		snprintf(s->failed, sizeof s->failed, "%s", errno == ENOSYS ? "no filter for this architecture" : "");
@@ -1180,9 +1185,20 @@ static void __attribute__((noreturn)) init_main(void) {
 		// have more than the default capabilities, so the init drops the others from its
 		// bounding set once, which its commands inherit, rather than each command doing so. Its
 		// own effective set is untouched. If a drop fails, each command tries, and says why.
-		bset_dropped = 1;
-		for (int c = 0; c <= last_cap && bset_dropped; c++)
-			if (!is_default_cap(c) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL) bset_dropped = 0;
+		// An init of the confined zygote has its bounding set already, unless a user namespace
+		// of its own gave it a full one.
+		bset_dropped = zygote_bset && prctl(PR_CAPBSET_READ, CAP_SYS_ADMIN, 0, 0, 0) == 0;
+		if (!bset_dropped) {
+			bset_dropped = 1;
+			for (int c = 0; c <= last_cap && bset_dropped; c++)
+				if (!is_default_cap(c) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+					bset_dropped = 0;
+		}
+		// The same for the keyring filter: inherited from the confined zygote, or installed
+		// here once, and shared by every command (a filter is compiled when it is installed,
+		// then inherited) rather than compiled for each. The init itself makes no keyring
+		// call. If this fails, each command tries, and says why.
+		filtered = zygote_filtered || install_keyring_filter() == 0;
 	}
 	struct pollfd p[2] = {{ctrl, POLLIN, 0}, {sfd, POLLIN, 0}};
 	for (;;) {
@@ -1325,8 +1341,25 @@ static void park(struct msg *m, const char *id, unsigned long long flags, struct
 	o->fds[o->nfds++] = sp[0];
 }
 
+// confine_zygote makes this zygote the confined one (zygote_linux.go): what every command of an
+// unprivileged container gets and no init needs, it does once, and its inits inherit it. Each
+// part that fails is left to the inits, which say why when they fail too.
+static void confine_zygote(void) {
+	zygote_bset = 1;
+	for (int c = 0; c <= last_cap && zygote_bset; c++)
+		if (!is_default_cap(c) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL) zygote_bset = 0;
+	// Without CAP_SYS_ADMIN (a rootless zygote) a filter needs no_new_privs, which an
+	// unprivileged container's commands have anyway; the inits never exec.
+	if (install_keyring_filter() == 0) zygote_filtered = 1;
+	else if (errno == EACCES && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0) zygote_filtered = install_keyring_filter() == 0;
+}
+
 static void __attribute__((noreturn)) zygote_main(int sock) {
 	read_ids();
+	if (getenv("_ISORUN_CONFINED")) {
+		unsetenv("_ISORUN_CONFINED");
+		confine_zygote();
+	}
 	snprintf(zygote_uid, sizeof zygote_uid, "%u", (unsigned)geteuid());
 	snprintf(zygote_gid, sizeof zygote_gid, "%u", (unsigned)getegid());
 	sigset_t chld;

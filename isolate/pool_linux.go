@@ -53,7 +53,8 @@ var poolSize = sync.OnceValue(func() int {
 })
 
 // takeReady returns a ready init, rootless (userns) or not, or nil when there is none; either way
-// it has the pool refilled. The pool holds one kind at a time, that of the last request: a process
+// it has the pool refilled. Its inits are the confined zygote's: a privileged container forks
+// its own. The pool holds one kind at a time, that of the last request: a process
 // is rootless or not, and one that mixes (tests) only loses the pool's saving.
 func takeReady(userns bool) *readyInit {
 	pool.Lock()
@@ -92,7 +93,7 @@ func refillLocked() {
 			flags |= unix.CLONE_NEWUSER
 		}
 		go func() {
-			r, err := newInit(context.Background(), flags, true, nil)
+			r, err := newInit(context.Background(), zygoteConfined, flags, true, nil)
 			pool.Lock()
 			defer pool.Unlock()
 			pool.filling--
@@ -142,11 +143,11 @@ func watchMounts() {
 	}
 }
 
-// newInit has the zygote fork an init with the given namespaces (into the cgroup v2 directory
-// cgroup, when not nil) and returns it, waiting for its setup. A warm init prewarms first (see
+// newInit has the zygote of a kind fork an init with the given namespaces (into the cgroup v2
+// directory cgroup, when not nil) and returns it, waiting for its setup. A warm init prewarms first (see
 // prewarm in init_linux.c).
-func newInit(ctx context.Context, flags uintptr, warm bool, cgroup *os.File) (*readyInit, error) {
-	z, err := getZygote()
+func newInit(ctx context.Context, kind int, flags uintptr, warm bool, cgroup *os.File) (*readyInit, error) {
+	z, err := getZygote(kind)
 	if err != nil {
 		return nil, err
 	}

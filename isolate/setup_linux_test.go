@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -125,19 +126,14 @@ func listTree(t *testing.T, dir string) []string {
 	return out
 }
 
-// waitNoDescendants waits until this process has no running descendant but the zygote (and
+// waitNoDescendants waits until this process has no running descendant but the zygotes (and
 // fails the test when one is left after limit): a failed container start leaves no init behind.
 func waitNoDescendants(t *testing.T, limit time.Duration) {
 	t.Helper()
-	zmu.Lock()
-	zpid := 0
-	if current != nil {
-		zpid = current.pid
-	}
-	zmu.Unlock()
+	zpids := zygotePids()
 	deadline := time.Now().Add(limit)
 	for {
-		left := descendants(os.Getpid(), zpid)
+		left := descendants(os.Getpid(), zpids...)
 		if len(left) == 0 {
 			return
 		}
@@ -149,7 +145,7 @@ func waitNoDescendants(t *testing.T, limit time.Duration) {
 }
 
 // descendants lists the running processes below pid, except skip itself (its children count).
-func descendants(pid, skip int) []string {
+func descendants(pid int, skip ...int) []string {
 	parent := map[int]int{}
 	comm := map[int]string{}
 	ents, _ := os.ReadDir("/proc")
@@ -174,7 +170,7 @@ func descendants(pid, skip int) []string {
 	}
 	var out []string
 	for p := range parent {
-		if p == skip || comm[p] == "isorun-ready" { // the zygote's prewarmed inits: the pool's, not leaks
+		if slices.Contains(skip, p) || comm[p] == "isorun-ready" { // the zygote's prewarmed inits: the pool's, not leaks
 			continue
 		}
 		for q := parent[p]; q > 1; q = parent[q] {

@@ -125,7 +125,7 @@ func fillLocked(key string, cfg Config) {
 	if err != nil {
 		return // the next Start sets up its own, and reports what is wrong
 	}
-	z, err := getZygote()
+	z, err := getZygote(zygoteKind(&cfg))
 	if err != nil {
 		return
 	}

@@ -15,7 +15,11 @@ import (
 )
 
 // The zygote (init_linux.c) is started once per process from this binary and forks every
-// container's init. Its lifetime is the process's: a goroutine locked to its OS thread creates it
+// container's init. There are two kinds, each started when first needed: the confined zygote,
+// for unprivileged containers (the default), holds their commands' confinement that does not
+// depend on the container (Docker's capability bounding set and the keyring filter) so that its
+// inits inherit it instead of making it each time; the other, for Config.Privileged, holds
+// none. Its lifetime is the process's: a goroutine locked to its OS thread creates it
 // with Pdeathsig and then waits for it, so the signal can only fire when this process dies
 // (golang/go#27505: Pdeathsig follows the creating thread); its control socket closing tells it the
 // same thing, and it then kills every container it made.
@@ -51,30 +55,58 @@ func (r zreply) discard() {
 
 var (
 	zmu     sync.Mutex
-	current *zygote
+	zygotes [2]*zygote // by kind: zygotePrivileged, zygoteConfined
 	zseq    atomic.Uint64
 )
+
+// The zygote kinds.
+const (
+	zygotePrivileged = 0
+	zygoteConfined   = 1
+)
+
+// zygoteKind is the kind of zygote that forks cfg's init.
+func zygoteKind(cfg *Config) int {
+	if cfg.Privileged {
+		return zygotePrivileged
+	}
+	return zygoteConfined
+}
 
 // devNull is opened once: every init and zygote starts with it as stdio.
 var devNull = sync.OnceValues(func() (*os.File, error) { return os.OpenFile(os.DevNull, os.O_RDWR, 0) })
 
-func getZygote() (*zygote, error) {
+// getZygote returns the running zygote of a kind, starting it if need be.
+func getZygote(kind int) (*zygote, error) {
 	zmu.Lock()
 	defer zmu.Unlock()
-	if current != nil {
-		current.mu.Lock()
-		dead := current.dead
-		current.mu.Unlock()
+	if z := zygotes[kind]; z != nil {
+		z.mu.Lock()
+		dead := z.dead
+		z.mu.Unlock()
 		if !dead {
-			return current, nil
+			return z, nil
 		}
 	}
-	z, err := startZygote()
+	z, err := startZygote(kind)
 	if err != nil {
 		return nil, err
 	}
-	current = z
+	zygotes[kind] = z
 	return z, nil
+}
+
+// zygotePids are the pids of the running zygotes, for tests that look for leftover processes.
+func zygotePids() []int {
+	zmu.Lock()
+	defer zmu.Unlock()
+	var pids []int
+	for _, z := range zygotes {
+		if z != nil {
+			pids = append(pids, z.pid)
+		}
+	}
+	return pids
 }
 
 // zygoteEnv passes ISORUN_POOL (how many prewarmed inits the zygote keeps ready, default 2; 0
@@ -83,36 +115,45 @@ func getZygote() (*zygote, error) {
 // The zygote runs with every symbol bound at its start (LD_BIND_NOW) and without glibc's rseq
 // registration: the inits it forks share its memory copy-on-write, and each lazy binding (a GOT
 // write) or rseq update (a TLS write after every migration) in an init cost a page fault and a
-// copy. Commands are exec'd with their own environment, not this one.
-func zygoteEnv() []string {
+// copy. Commands are exec'd with their own environment, not this one. _ISORUN_CONFINED makes it
+// the confined kind.
+func zygoteEnv(kind int) []string {
 	env := []string{"_ISORUN_ZYGOTE=3", "LD_BIND_NOW=1", "GLIBC_TUNABLES=glibc.pthread.rseq=0"}
+	if kind == zygoteConfined {
+		env = append(env, "_ISORUN_CONFINED=1")
+	}
 	if n := os.Getenv("ISORUN_POOL"); n != "" {
 		env = append(env, "_ISORUN_POOL="+n)
 	}
 	return env
 }
 
-// Shutdown stops this process's zygote: it kills the containers it made (running, parked or
+// Shutdown stops this process's zygotes: each kills the containers it made (running, parked or
 // prewarmed inits) and exits; the next Start makes a new one. Leak checks call it so that the prewarmed inits,
 // which live in pid namespaces of their own until the process exits, are not counted.
 func Shutdown() {
 	drainWarm(true) // first: a fill under way uses the zygote
 	zmu.Lock()
-	z := current
-	current = nil
+	zs := zygotes
+	zygotes = [2]*zygote{}
 	zmu.Unlock()
 	pool.Lock()
 	pool.gen++ // inits asked for before now are of the old zygote
 	drainPoolLocked()
 	pool.Unlock()
-	if z == nil {
-		return
+	for _, z := range zs {
+		if z != nil {
+			z.conn.Close()
+		}
 	}
-	z.conn.Close()
-	<-z.exited
+	for _, z := range zs {
+		if z != nil {
+			<-z.exited
+		}
+	}
 }
 
-func startZygote() (*zygote, error) {
+func startZygote(kind int) (*zygote, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("isolate: start zygote: socketpair: %w", err)
@@ -136,7 +177,7 @@ func startZygote() (*zygote, error) {
 		// Locked for the zygote's whole life and never unlocked: see the comment at the top.
 		runtime.LockOSThread()
 		pid, err := syscall.ForkExec("/proc/self/exe", []string{"isorun-zygote"}, &syscall.ProcAttr{
-			Env:   zygoteEnv(),
+			Env:   zygoteEnv(kind),
 			Files: []uintptr{null.Fd(), null.Fd(), null.Fd(), child.Fd()},
 			Sys:   &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL},
 		})
