@@ -624,6 +624,15 @@ static void op_pivot(void) {
 	// the root fd the parent reads files through would). It is already a slave (rslave ran
 	// first), so detaching it cannot propagate an unmount to the host.
 	if (fchdir(old) < 0) fail("chdir into the old root", errno, NULL);
+	// The scratch tmpfs (the upper layer's) is a detached mount: the last close of its mount
+	// descriptor, in the parent at Release, would unmount it, and an unmount waits for an
+	// expedited RCU grace period (a few hundred microseconds when the other CPUs are busy).
+	// Attached inside the old root, it is detached with it, in the grace period that detach
+	// waits for anyway; the descriptors keep it readable, and closing them only drops
+	// references. Not on the old root itself: "." would then name the scratch, not the old
+	// root. /proc is there (the setup read /proc/self/fd). If this fails, nothing is lost but
+	// the grace period.
+	if (scratchfd >= 0) move_mount_(scratchfd, "", old, "proc", MOVE_MOUNT_F_EMPTY_PATH_);
 	if (umount2(".", MNT_DETACH) < 0) fail("detach the old root", errno, NULL);
 	if (chdir("/") < 0) fail("chdir /", errno, NULL);
 	close(old);
