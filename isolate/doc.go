@@ -70,28 +70,29 @@
 // Measured (BenchmarkRun, BenchmarkLifecycle, bench/README.md), as ratios to a plain fork/exec of
 // the same busybox binary in the same run, on a 2-vCPU VM:
 //
-//   - a command in a live container: 1.0-1.16x. Run, Output and CombinedOutput take one reply
+//   - a command in a live container: 0.94-1.15x. Run, Output and CombinedOutput take one reply
 //     from the init (the exit, or the failure to start), not two: their exec request carries
-//     execQuiet, and the init sends no "started";
-//   - a whole container (Start, `true`, diff, Close, Release): 3.0-3.4x in the peer benchmark
-//     (the harness's path: parked), 4.0-4.3x in BenchmarkLifecycle whether parked or not,
-//     3.2-3.3x from both CPUs at once; 10-14x with the Go init, which pays an exec and the Go
-//     runtime's start per container.
+//     execQuiet, and the init sends no "started". No command compiles a seccomp filter: it
+//     inherits the confined zygote's;
+//   - a whole container (Start, `true`, diff, Close, Release): 3.4-3.6x in the peer benchmark
+//     (the harness's path: parked), 3.2-3.6x in BenchmarkLifecycle parked and 3.9-4.2x not,
+//     2.8-3.3x from both CPUs at once; 10-14x with the Go init, which pays an exec and the Go
+//     runtime's start per container. (Two make bench runs, 20 minutes apart.)
 //
 // The design goal was 3x, and it is missed. It is not the kernel's doing: bench/floor, a static C
 // program with no runtime and no control channel that makes the same container (namespaces,
-// overlay, /proc, /dev, /sys, masks, loopback, pivot_root, the command's confinement) costs 2.5x,
-// and 2.3x with the next container set up ahead as parked ones are. A lifecycle is bound by the
-// CPU work of all its processes together: on this paravirtualized guest, work moved to the other
-// vCPU does not overlap (two fork/execs in parallel take longer each than one after another; a
-// parked container's setup, done in the background, leaves the lifecycle as slow as a setup
-// done on the caller's path), so only less work pays. isorun spends about 13 CPU-ms per
-// lifecycle where the floor spends 9 (one run of each, same hour): 1.7 in the test process (the
-// Go scheduler's monitor and thread wakeups, the control messages, the diff, the overlay's
-// teardown when Release drops the last reference), 2 in the zygote's clone of each init, and
-// the rest in the init and the command, as in the floor. bench/README.md breaks it down and lists
-// what we would try next. A re-exec of the test binary per container, the tutorials' design,
-// costs about the Go init's figure.
+// overlay, /proc, /dev, /sys, masks, loopback, pivot_root, the command's confinement) costs
+// 2.5x, set up ahead as parked containers are or not. A lifecycle is bound by nearly the CPU
+// work of all its processes together: on this paravirtualized guest, work moved to the other
+// vCPU overlaps poorly (two fork/execs in parallel take longer each than one after another), so
+// less work is what pays. isorun spends about 12 CPU-ms per lifecycle where the floor spends 9:
+// 1.15 in the test process (the control messages, the Go scheduler's wakeups, the diff, the
+// overlay's teardown when Release drops the last reference); about 1 more than the floor because
+// each init is a fork of the zygote, the dynamically linked test binary, whose address space it
+// copies and tears down, where the floor forks a static program; the rest in the init and the
+// command, as in the floor. bench/README.md breaks it down and lists what we would try next. A
+// re-exec of the test binary per container, the tutorials' design, costs about the Go init's
+// figure.
 //
 // # Resource limits
 //
