@@ -53,6 +53,25 @@ func TestWithWorkdir(t *testing.T) {
 	assert.Equal(t, "/\n", Container(t, fixtures.Busybox()).MustRun("pwd"), "default")
 }
 
+// HOME comes from the /etc/passwd the container has at Start: the image's (remembered per image
+// and user), or a volume's over it, which is read every time.
+func TestHomeFromPasswd(t *testing.T) {
+	needContainers(t)
+	for i := 0; i < 2; i++ {
+		sb := Container(t, fixtures.Busybox())
+		assert.Equal(t, "/root\n", sb.MustRun("sh", "-c", `echo "$HOME"`))
+	}
+	for _, home := range []string{"/srv/a", "/srv/b"} {
+		etc := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(etc, "passwd"), []byte("root:x:0:0:root:"+home+":/bin/sh\n"), 0o644))
+		sb := Container(t, fixtures.Busybox(), WithVolume(etc, "/etc", true))
+		assert.Equal(t, home+"\n", sb.MustRun("sh", "-c", `echo "$HOME"`))
+	}
+	img := fixtures.With(fixtures.Busybox(), fixtures.File("/etc/passwd", "root:x:0:0:root:/srv/c:/bin/sh\n"))
+	sb := Container(t, img)
+	assert.Equal(t, "/srv/c\n", sb.MustRun("sh", "-c", `echo "$HOME"`), "another image, another passwd")
+}
+
 func TestWithUser(t *testing.T) {
 	needContainers(t)
 	t.Parallel()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // resolveUser sets the uid, gid and groups of commands from a docker-style --user value, with
@@ -69,9 +70,29 @@ func (e *Engine) lookupEntry(file string, match func([]string) bool) (uint32, ui
 	return 0, 0, fmt.Errorf("no such entry in the container's %s", file)
 }
 
+// homes memoizes homeFor by image digest and uid: a cached image never changes, and when Start
+// asks, before any command has run, the container's /etc/passwd is its image's unless a volume
+// covers it. Reading it costs every Start a file opened beneath the container's root.
+var homes sync.Map
+
 // homeFor is HOME for the commands' user: from /etc/passwd, else /root for root and / otherwise.
 func (e *Engine) homeFor() string {
 	uid := strconv.FormatUint(uint64(e.uid), 10)
+	key := ""
+	if e.res != nil && e.res.Digest != "host" && len(e.cfg.mounts) == 0 {
+		key = e.res.Digest + "\x00" + uid
+		if h, ok := homes.Load(key); ok {
+			return h.(string)
+		}
+	}
+	h := e.readHome(uid)
+	if key != "" {
+		homes.Store(key, h)
+	}
+	return h
+}
+
+func (e *Engine) readHome(uid string) string {
 	if b, err := e.ReadFile("/etc/passwd"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			if f := strings.Split(line, ":"); len(f) >= 6 && f[2] == uid && f[5] != "" {
