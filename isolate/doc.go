@@ -74,15 +74,15 @@
 //     from the init (the exit, or the failure to start), not two: their exec request carries
 //     execQuiet, and the init sends no "started". No command compiles a seccomp filter: it
 //     inherits the confined zygote's;
-//   - a whole container (Start, `true`, diff, Close, Release): 3.4-3.6x in the peer benchmark
-//     (the harness's path: parked), 3.2-3.6x in BenchmarkLifecycle parked and 3.9-4.2x not,
+//   - a whole container (Start, `true`, diff, Close, Release): 3.0-3.6x in the peer benchmark
+//     (the harness's path: parked), 3.2-3.6x in BenchmarkLifecycle parked and 3.8-4.2x not,
 //     2.8-3.3x from both CPUs at once; 10-14x with the Go init, which pays an exec and the Go
-//     runtime's start per container. (Two make bench runs, 20 minutes apart.)
+//     runtime's start per container. (Three make bench runs in two hours.)
 //
 // The design goal was 3x, and it is missed. It is not the kernel's doing: bench/floor, a static C
 // program with no runtime and no control channel that makes the same container (namespaces,
 // overlay, /proc, /dev, /sys, masks, loopback, pivot_root, the command's confinement) costs
-// 2.5x, set up ahead as parked containers are or not. A lifecycle is bound by nearly the CPU
+// 2.4-2.5x, set up ahead as parked containers are or not. A lifecycle is bound by nearly the CPU
 // work of all its processes together: on this paravirtualized guest, work moved to the other
 // vCPU overlaps poorly (two fork/execs in parallel take longer each than one after another), so
 // less work is what pays. isorun spends about 12 CPU-ms per lifecycle where the floor spends 9:
