@@ -86,14 +86,26 @@ func (d *differ) run(lowers []string) error {
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return fmt.Errorf("upper %s is not a directory", d.upper)
 	}
-	roots := make([]stackDir, len(lowers))
-	for i, l := range lowers {
+	for _, l := range lowers {
 		if err := unix.Lstat(l, &st); err != nil {
 			return &fs.PathError{Op: "lstat", Path: l, Err: err}
 		}
 		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			return fmt.Errorf("lower %s is not a directory", l)
 		}
+	}
+	names, err := readNames(d.upper)
+	if err != nil {
+		return err
+	}
+	if len(names) == 0 {
+		// Nothing was written: no change, whatever the roots' markers say
+		// (the root's entries are all upper entries, and opaque roots hide
+		// nothing). The common case of a command that changed nothing.
+		return nil
+	}
+	roots := make([]stackDir, len(lowers))
+	for i, l := range lowers {
 		o, _, err := lgetOvlXattr(l, "opaque")
 		if err != nil {
 			return err
@@ -106,7 +118,7 @@ func (d *differ) run(lowers []string) error {
 	}
 	// The roots are merged whatever their opaque marker says: overlayfs
 	// never hides a lower root.
-	return d.dir("", d.upper, o == "x", roots, false)
+	return d.dirNames("", d.upper, names, o == "x", roots, false)
 }
 
 // dir compares the upper directory upath, at rel ("" for the root) in the
@@ -122,6 +134,11 @@ func (d *differ) dir(rel, upath string, xwhiteouts bool, lower []stackDir, hides
 	if err != nil {
 		return err
 	}
+	return d.dirNames(rel, upath, names, xwhiteouts, lower, hides)
+}
+
+// dirNames is dir with upath's entries, sorted, already read.
+func (d *differ) dirNames(rel, upath string, names []string, xwhiteouts bool, lower []stackDir, hides bool) error {
 	inUpper := make(map[string]bool, len(names))
 	for _, name := range names {
 		up := upath + "/" + name

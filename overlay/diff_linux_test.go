@@ -334,6 +334,8 @@ func TestDiffErrors(t *testing.T) {
 		{"missing upper", dir + "/nope", nil, "nope"},
 		{"upper is a file", dir + "/file", nil, "not a directory"},
 		{"missing lower", dir, []string{dir + "/nolower"}, "nolower"},
+		{"missing lower under an empty upper", t.TempDir(), []string{dir + "/nolower"}, "nolower"},
+		{"lower is a file under an empty upper", t.TempDir(), []string{dir + "/file"}, "not a directory"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := Diff(c.upper, c.lowers)
