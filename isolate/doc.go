@@ -139,10 +139,10 @@
 //   - no_new_privs: setuid binaries and file capabilities grant nothing.
 //   - A seccomp filter (seccomp_linux.go), inherited from the confined zygote (or installed
 //     once by the init, or by the command right before exec, where the one before could not):
-//     add_key, request_key and keyctl fail with EPERM, everything else is allowed. Without a user namespace these
-//     calls would reach the host root's keyrings. It checks the ABI of each call: x86-64 and its
-//     x32 numbers, i386, arm64 and 32-bit arm; any other architecture is killed. (A build for
-//     another architecture has no filter, and its commands fail to start.)
+//     add_key, request_key and keyctl fail with EPERM, everything else is allowed. Without a
+//     user namespace these calls would reach the host root's keyrings. It checks the ABI of each
+//     call: x86-64 and its x32 numbers, i386, arm64 and 32-bit arm; any other architecture is
+//     killed. (A build for another architecture has no filter, and its commands fail to start.)
 //   - Its own pid, mount, uts, ipc and net namespaces: it sees no host process, mount or network
 //     interface (only lo); pivot_root with the old root detached, so there is nothing above "/"
 //     for chroot tricks or ".." to reach; the init is not dumpable, so /proc/1/root, its fds and

@@ -285,8 +285,8 @@ static int parked; // named isorun-ready until the parent's first request
 static int last_cap = -1;
 static int bset_dropped; // the init dropped the non-default capabilities from its bounding set
 static int filtered;     // the keyring filter is on the init, and so on every command it forks
-static int zygote_bset;     // the (confined) zygote dropped the non-default caps from its bounding set
-static int zygote_filtered; // the (confined) zygote has the keyring filter, which its inits inherit
+static int zygote_bset;     // the confined zygote dropped the non-default caps from its bounding set
+static int zygote_filtered; // the confined zygote has the keyring filter, which its inits inherit
 static int groups_denied; // setgroups is denied in our user namespace: commands keep our groups
 static int ids_known;     // last_cap and groups_denied are read (read_ids)
 static int nodev;     // the nodev op: device nodes on writable mounts cannot be opened
@@ -816,7 +816,8 @@ static void setup(void) {
 	free_msg(&m);
 	if (!pivoted) fail("setup", EPROTO, "no pivot");
 	// A privileged container must not have the confinement the confined zygote passed on.
-	if (!nodev && (zygote_bset || zygote_filtered)) fail("setup", EPROTO, "a privileged container from the confined zygote");
+	if (!nodev && (zygote_bset || zygote_filtered))
+		fail("setup", EPROTO, "a privileged container from the confined zygote");
 	if (devfd >= 0) {
 		// Its nodes are made and every mount below it is attached: with nodev, nothing may be
 		// added to it (a node made there would open). Not recursive: /dev/pts and /dev/shm,
@@ -868,6 +869,14 @@ static int is_default_cap(int c) {
 	for (size_t i = 0; i < sizeof default_caps / sizeof default_caps[0]; i++)
 		if (default_caps[i] == c) return 1;
 	return 0;
+}
+
+// drop_bounding_set drops every capability outside Docker's set from the bounding set: 1 if
+// each drop succeeded (or the kernel has no such capability).
+static int drop_bounding_set(void) {
+	for (int c = 0; c <= last_cap; c++)
+		if (!is_default_cap(c) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL) return 0;
+	return 1;
 }
 
 struct spawn {
@@ -944,8 +953,9 @@ struct sock_filter *isorun_keyring_filter(unsigned *n) {
 }
 
 // install_keyring_filter installs keyring_filter on the calling thread (which must have
-// no_new_privs set, or CAP_SYS_ADMIN in its user namespace, as an init has). On a build for another architecture it fails with ENOSYS rather than run the command
-// unfiltered (or kill it: its own calls would be of an architecture the filter does not know).
+// no_new_privs set, or CAP_SYS_ADMIN in its user namespace, as an init has). On a build for
+// another architecture it fails with ENOSYS rather than run the command unfiltered (or kill it:
+// its own calls would be of an architecture the filter does not know).
 static int install_keyring_filter(void) {
 #if defined(__x86_64__) || defined(__i386__) || defined(__aarch64__) || defined(__arm__)
 	struct sock_fprog prog = {sizeof keyring_filter / sizeof keyring_filter[0], keyring_filter};
@@ -978,9 +988,7 @@ static int spawn_child(void *arg) {
 	}
 	if (!(s->flags & EXEC_PRIVILEGED)) {
 		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) goto caps;
-		if (!bset_dropped)
-			for (int c = 0; c <= last_cap; c++)
-				if (!is_default_cap(c) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL) goto caps;
+		if (!bset_dropped && !drop_bounding_set()) goto caps;
 	}
 	if ((!groups_denied && setgroups(s->ngroups, s->groups) < 0) || setresgid(s->gid, s->gid, s->gid) < 0 ||
 	    setresuid(s->uid, s->uid, s->uid) < 0) {
@@ -1196,13 +1204,8 @@ static void __attribute__((noreturn)) init_main(void) {
 		// own effective set is untouched. If a drop fails, each command tries, and says why.
 		// An init of the confined zygote has its bounding set already, unless a user namespace
 		// of its own gave it a full one.
-		bset_dropped = zygote_bset && prctl(PR_CAPBSET_READ, CAP_SYS_ADMIN, 0, 0, 0) == 0;
-		if (!bset_dropped) {
-			bset_dropped = 1;
-			for (int c = 0; c <= last_cap && bset_dropped; c++)
-				if (!is_default_cap(c) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
-					bset_dropped = 0;
-		}
+		bset_dropped =
+			(zygote_bset && prctl(PR_CAPBSET_READ, CAP_SYS_ADMIN, 0, 0, 0) == 0) || drop_bounding_set();
 		// The same for the keyring filter: inherited from the confined zygote, or installed
 		// here once, and shared by every command (a filter is compiled when it is installed,
 		// then inherited) rather than compiled for each. The init itself makes no keyring
@@ -1354,13 +1357,11 @@ static void park(struct msg *m, const char *id, unsigned long long flags, struct
 // unprivileged container gets and no init needs, it does once, and its inits inherit it. Each
 // part that fails is left to the inits, which say why when they fail too.
 static void confine_zygote(void) {
-	zygote_bset = 1;
-	for (int c = 0; c <= last_cap && zygote_bset; c++)
-		if (!is_default_cap(c) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL) zygote_bset = 0;
+	zygote_bset = drop_bounding_set();
 	// Without CAP_SYS_ADMIN (a rootless zygote) a filter needs no_new_privs, which an
 	// unprivileged container's commands have anyway; the inits never exec.
-	if (install_keyring_filter() == 0) zygote_filtered = 1;
-	else if (errno == EACCES && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0) zygote_filtered = install_keyring_filter() == 0;
+	zygote_filtered = install_keyring_filter() == 0 ||
+			  (errno == EACCES && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && install_keyring_filter() == 0);
 }
 
 static void __attribute__((noreturn)) zygote_main(int sock) {

@@ -54,8 +54,8 @@ var poolSize = sync.OnceValue(func() int {
 
 // takeReady returns a ready init, rootless (userns) or not, or nil when there is none; either way
 // it has the pool refilled. Its inits are the confined zygote's: a privileged container forks
-// its own. The pool holds one kind at a time, that of the last request: a process
-// is rootless or not, and one that mixes (tests) only loses the pool's saving.
+// its own. The pool holds one kind at a time, that of the last request: a process is rootless
+// or not, and one that mixes (tests) only loses the pool's saving.
 func takeReady(userns bool) *readyInit {
 	pool.Lock()
 	defer pool.Unlock()
@@ -144,8 +144,8 @@ func watchMounts() {
 }
 
 // newInit has the zygote of a kind fork an init with the given namespaces (into the cgroup v2
-// directory cgroup, when not nil) and returns it, waiting for its setup. A warm init prewarms first (see
-// prewarm in init_linux.c).
+// directory cgroup, when not nil) and returns it, waiting for its setup. A warm init prewarms
+// first (see prewarm in init_linux.c).
 func newInit(ctx context.Context, kind int, flags uintptr, warm bool, cgroup *os.File) (*readyInit, error) {
 	z, err := getZygote(kind)
 	if err != nil {
