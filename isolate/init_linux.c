@@ -1365,6 +1365,9 @@ static void confine_zygote(void) {
 }
 
 static void __attribute__((noreturn)) zygote_main(int sock) {
+	// Exec'd as a static binary from a descriptor (zygote_static_linux.go), the kernel named us
+	// after the descriptor's number.
+	prctl(PR_SET_NAME, "isorun-zygote", 0, 0, 0);
 	read_ids();
 	if (getenv("_ISORUN_CONFINED")) {
 		unsetenv("_ISORUN_CONFINED");
@@ -1472,3 +1475,13 @@ __attribute__((constructor)) static void isorun_init_ctor(int argc, char **argv)
 		init_main();
 	}
 }
+
+#ifdef ISORUN_STANDALONE
+// The static zygote (zygote_static_linux.go) is this file compiled on its own; the constructor
+// above turns it into the zygote, so main runs only when something else exec'd it.
+int main(void) {
+	static const char msg[] = "isorun-zygote: started by isolate, not by hand\n";
+	if (write(2, msg, sizeof msg - 1) < 0) return 2;
+	return 2;
+}
+#endif

@@ -171,18 +171,23 @@ func startZygote(kind int) (*zygote, error) {
 	if err != nil {
 		return nil, fmt.Errorf("isolate: start zygote: %w", err)
 	}
+	exe, exeName, err := zygoteExe()
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
 	z := &zygote{conn: c.(*net.UnixConn), pending: map[string]func(zreply){}, exited: make(chan struct{})}
 	started := make(chan error, 1)
 	go func() {
 		// Locked for the zygote's whole life and never unlocked: see the comment at the top.
 		runtime.LockOSThread()
-		pid, err := syscall.ForkExec("/proc/self/exe", []string{"isorun-zygote"}, &syscall.ProcAttr{
+		pid, err := syscall.ForkExec(exe, []string{"isorun-zygote"}, &syscall.ProcAttr{
 			Env:   zygoteEnv(kind),
 			Files: []uintptr{null.Fd(), null.Fd(), null.Fd(), child.Fd()},
 			Sys:   &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL},
 		})
 		if err != nil {
-			started <- fmt.Errorf("isolate: start zygote: exec /proc/self/exe: %w", err)
+			started <- fmt.Errorf("isolate: start zygote: exec %s: %w", exeName, err)
 			return
 		}
 		z.pid = pid
