@@ -12,11 +12,16 @@
 // The parent (the test process) never changes namespaces: it is multi-threaded Go, where
 // unshare(CLONE_NEWNS) and setns are unsound. Instead:
 //
-//   - A zygote, exec'd once per process from this same binary, forks each container's init with
+//   - A zygote, exec'd once per process, forks each container's init with
 //     clone3(CLONE_NEWNS|CLONE_NEWPID|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWNET). The zygote and the
-//     init are C (init_linux.c) run from a constructor before the Go runtime starts, so a container
-//     costs a fork of a small process, not an exec: on the VMs we measured an exec is 1.5-2 ms and
-//     a fork of the zygote a fraction of that.
+//     init are C (init_linux.c), so a container costs a fork of a small process, not an exec: on
+//     the VMs we measured an exec is 1.5-2 ms and a fork of the zygote a fraction of that. The
+//     zygote is init_linux.c built on its own as a static program (zygote_static_linux.go), once
+//     per machine into the cache directory with the C compiler cgo used; where that cannot be
+//     built, it is this same binary, whose constructor runs the C code before the Go runtime
+//     starts. The static program's address space is the smaller one to copy at each fork and to
+//     tear down at each init's exit (11 mappings against 25). ISORUN_ZYGOTE=self asks for this
+//     binary, =static for the static program or an error that says why there is none.
 //   - The init makes "/" rslave, then runs the setup program the parent sent on its control socket
 //     (proto.go): a tmpfs for the upper layer, the overlay (new mount API, "lowerdir+", index=off,
 //     metacopy=off, redirect_dir=off) attached over "/", a fresh /dev (tmpfs with null, zero, full,
@@ -70,29 +75,30 @@
 // Measured (BenchmarkRun, BenchmarkLifecycle, bench/README.md), as ratios to a plain fork/exec of
 // the same busybox binary in the same run, on a 2-vCPU VM:
 //
-//   - a command in a live container: 0.94-1.15x. Run, Output and CombinedOutput take one reply
+//   - a command in a live container: 0.96-1.02x. Run, Output and CombinedOutput take one reply
 //     from the init (the exit, or the failure to start), not two: their exec request carries
 //     execQuiet, and the init sends no "started". No command compiles a seccomp filter: it
 //     inherits the confined zygote's;
-//   - a whole container (Start, `true`, diff, Close, Release): 3.0-3.6x in the peer benchmark
-//     (the harness's path: parked), 3.2-3.6x in BenchmarkLifecycle parked and 3.8-4.2x not,
-//     2.8-3.3x from both CPUs at once; 10-14x with the Go init, which pays an exec and the Go
-//     runtime's start per container. (Three make bench runs in two hours.)
+//   - a whole container (Start, `true`, diff, Close, Release): 2.76-2.81x in the peer benchmark
+//     (the harness's path: parked), 3.06-3.13x in BenchmarkLifecycle parked and 3.23-3.53x not,
+//     2.57-2.87x from both CPUs at once; 11-15x with the Go init, which pays an exec and the Go
+//     runtime's start per container. (Two make bench runs, back to back.)
 //
-// The design goal was 3x, and it is missed. It is not the kernel's doing: bench/floor, a static C
-// program with no runtime and no control channel that makes the same container (namespaces,
-// overlay, /proc, /dev, /sys, masks, loopback, pivot_root, the command's confinement) costs
-// 2.4-2.5x, set up ahead as parked containers are or not. A lifecycle is bound by nearly the CPU
-// work of all its processes together: on this paravirtualized guest, work moved to the other
-// vCPU overlaps poorly (two fork/execs in parallel take longer each than one after another), so
-// less work is what pays. isorun spends about 12 CPU-ms per lifecycle where the floor spends 9:
-// 1.15 in the test process (the control messages, the Go scheduler's wakeups, the diff, the
-// overlay's teardown when Release drops the last reference); about 1 more than the floor because
-// each init is a fork of the zygote, the dynamically linked test binary, whose address space it
-// copies and tears down, where the floor forks a static program; the rest in the init and the
-// command, as in the floor. bench/README.md breaks it down and lists what we would try next. A
-// re-exec of the test binary per container, the tutorials' design, costs about the Go init's
-// figure.
+// The design goal was 3x: met in the peer benchmark and in parallel, missed by 2-4% in
+// BenchmarkLifecycle one container at a time. bench/floor, a static C program with no runtime
+// and no control channel that makes the same container (namespaces, overlay, /proc, /dev, /sys,
+// masks, loopback, pivot_root, the command's confinement) costs 2.3-2.6x, set up ahead as
+// parked containers are or not; isorun is 1.16-1.20x that floor. A lifecycle is bound by nearly
+// the CPU work of all its processes together: on this paravirtualized guest, work moved to the
+// other vCPU overlaps poorly (two fork/execs in parallel take longer each than one after
+// another), so less work is what pays. The static zygote took about 8% of it: each init was a
+// fork of the dynamically linked test binary, whose address space it copied and tore down. What
+// is left beyond the floor is the test process (the control messages, the Go scheduler's
+// wakeups, the diff, the overlay's teardown when Release drops the last reference), the
+// copy-on-write faults and teardown of an address space the floor's single process does not
+// have, and the messages between three processes. bench/README.md breaks it down and lists what
+// we would try next. A re-exec of the test binary per container, the tutorials' design, costs
+// about the Go init's figure.
 //
 // # Resource limits
 //
