@@ -148,7 +148,8 @@ func foreignProcesses() []string {
 		}
 		if descends(pid, me) {
 			cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-			if string(bytes.TrimRight(cmd, "\x00")) == "isorun-ready" {
+			// By comm: an init that shares its zygote's memory has the zygote's command line.
+			if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); string(bytes.TrimSpace(comm)) == "isorun-ready" {
 				continue // a prewarmed init of the zygote's pool: ready for the next container
 			}
 			out = append(out, fmt.Sprintf("process %d (state %s) in %s: %s", pid, procState(pid), ns, bytes.ReplaceAll(bytes.TrimRight(cmd, "\x00"), []byte{0}, []byte{' '})))

@@ -559,8 +559,9 @@ func zygoteFigures() zygoteState {
 	desc := descendantsOf(me)
 	z.descendantsN = len(desc)
 	for _, pid := range desc {
-		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		switch string(bytes.TrimRight(cmd, "\x00")) {
+		// By comm: an init that shares its zygote's memory has the zygote's command line.
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		switch string(bytes.TrimSpace(comm)) {
 		case "isorun-zygote":
 			z.pid = pid
 			if ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); err == nil {

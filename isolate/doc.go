@@ -19,9 +19,14 @@
 //     zygote is init_linux.c built on its own as a static program (zygote_static_linux.go), once
 //     per machine into the cache directory with the C compiler cgo used; where that cannot be
 //     built, it is this same binary, whose constructor runs the C code before the Go runtime
-//     starts. The static program's address space is the smaller one to copy at each fork and to
-//     tear down at each init's exit (11 mappings against 25). ISORUN_ZYGOTE=self asks for this
-//     binary, =static for the static program or an error that says why there is none.
+//     starts. As root on x86-64, the static zygote clones each init into its own memory
+//     (CLONE_VM: the init runs on a stack, an arena and a thread-local block of its own, and
+//     copies and tears down no address space); elsewhere, and from this binary, the init is a
+//     fork, and the static program's address space is the smaller one to copy (11 mappings
+//     against 25). The zygote is not dumpable, so that no container process can ptrace its
+//     init, and through it the zygote. ISORUN_ZYGOTE=self asks for this binary, =static for
+//     the static program or an error that says why there is none, =static-fork for the static
+//     program forking its inits.
 //   - The init makes "/" rslave, then runs the setup program the parent sent on its control socket
 //     (proto.go): a tmpfs for the upper layer, the overlay (new mount API, "lowerdir+", index=off,
 //     metacopy=off, redirect_dir=off) attached over "/", a fresh /dev (tmpfs with null, zero, full,

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -43,6 +44,13 @@
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#if defined(ISORUN_STANDALONE) && defined(__x86_64__)
+#include <elf.h>
+#include <link.h>
+#include <sys/auxv.h>
+// The static zygote's inits share its memory (see "inits that share the zygote's memory").
+#define VM_INITS 1
+#endif
 
 #ifndef SYS_clone3
 #define SYS_clone3 435
@@ -136,6 +144,80 @@ static int openat2_(int dfd, const char *path, uint64_t flags, uint64_t mode, ui
 	return fd;
 }
 
+// ---- memory ---------------------------------------------------------------------------------------
+//
+// An init of the static zygote shares the zygote's memory (fork_init), and so its heap: it may not
+// use malloc, which runs unlocked in a single-threaded process. Each such init gets an arena of
+// its own instead, which it empties before each request it serves; allocations outlive no
+// request, except the jobs table (grow_jobs). In any other process these are malloc's.
+//
+// Every global an init writes is per init (PER_INIT, thread-local: such an init gets a copy of
+// the zygote's thread-local block as its own).
+
+#define PER_INIT __thread
+
+static PER_INIT char *arena, *arena_top, *arena_end; // arena == NULL: use malloc
+#define ARENA_BIG 16
+static PER_INIT char *arena_big[ARENA_BIG]; // allocations the arena had no room for
+static PER_INIT int arena_nbig;
+#define ARENA_HDR 16 // each allocation's size (header included), for xrealloc and munmap
+
+static void *xmalloc(size_t n) {
+	if (!arena) return malloc(n);
+	if (n > SIZE_MAX / 2) return NULL;
+	size_t need = (n + ARENA_HDR + 15) & ~(size_t)15;
+	char *p;
+	if ((size_t)(arena_end - arena_top) >= need) {
+		p = arena_top;
+		arena_top += need;
+	} else {
+		if (arena_nbig == ARENA_BIG) return NULL;
+		p = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED) return NULL;
+		arena_big[arena_nbig++] = p;
+	}
+	*(size_t *)p = need;
+	return p + ARENA_HDR;
+}
+
+static void *xcalloc(size_t k, size_t n) {
+	if (!arena) return calloc(k, n);
+	if (n && k > SIZE_MAX / n) return NULL;
+	void *p = xmalloc(k * n);
+	if (p) memset(p, 0, k * n);
+	return p;
+}
+
+static void *xrealloc(void *p, size_t n) {
+	if (!arena) return realloc(p, n);
+	if (!p) return xmalloc(n);
+	size_t old = *(size_t *)((char *)p - ARENA_HDR) - ARENA_HDR;
+	void *q = xmalloc(n);
+	if (q) memcpy(q, p, old < n ? old : n);
+	return q;
+}
+
+static void xfree(void *p) {
+	if (!arena) free(p);
+}
+
+static char *xstrdup(const char *s) {
+	size_t l = strlen(s) + 1;
+	char *p = xmalloc(l);
+	if (p) memcpy(p, s, l);
+	return p;
+}
+
+// arena_reset frees everything allocated since the arena was set up or last reset. What a large
+// request touched beyond the first MiB goes back to the kernel (the slot outlives the init).
+#define ARENA_KEEP (1UL << 20)
+static void arena_reset(void) {
+	if ((size_t)(arena_top - arena) > ARENA_KEEP) madvise(arena + ARENA_KEEP, arena_top - arena - ARENA_KEEP, MADV_DONTNEED);
+	arena_top = arena;
+	for (int i = 0; i < arena_nbig; i++) munmap(arena_big[i], *(size_t *)arena_big[i]);
+	arena_nbig = 0;
+}
+
 // ---- messages -------------------------------------------------------------------------------------
 
 struct msg {
@@ -155,7 +237,7 @@ static int recv_msg(int sock, struct msg *m) {
 		break;
 	}
 	if (n <= 0) return n == 0 ? 0 : -1;
-	m->buf = malloc(n + 1);
+	m->buf = xmalloc(n + 1);
 	if (!m->buf) return -1;
 	char cbuf[CMSG_SPACE(MAXFDS * sizeof(int))];
 	struct iovec iov = {m->buf, n};
@@ -175,7 +257,7 @@ static int recv_msg(int sock, struct msg *m) {
 }
 
 static void free_msg(struct msg *m) {
-	free(m->buf);
+	xfree(m->buf);
 	m->buf = NULL;
 }
 
@@ -210,7 +292,7 @@ static void put(struct out *o, const char *s) {
 	if (o->len + l > o->cap) {
 		size_t c = o->cap ? o->cap : 256;
 		while (c < o->len + l) c *= 2;
-		char *b = realloc(o->buf, c);
+		char *b = xrealloc(o->buf, c);
 		if (!b) return;
 		o->buf = b;
 		o->cap = c;
@@ -242,7 +324,7 @@ static int send_out(int sock, struct out *o) {
 	ssize_t n;
 	do n = sendmsg(sock, &mh, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
-	free(o->buf);
+	xfree(o->buf);
 	o->buf = NULL;
 	o->len = o->cap = 0;
 	return n < 0 ? -1 : 0;
@@ -250,7 +332,7 @@ static int send_out(int sock, struct out *o) {
 
 // ---- init: setup ------------------------------------------------------------------------------------
 
-static int ctrl = 3;
+static PER_INIT int ctrl = 3;
 static char *argv0;
 static size_t argv0_cap; // the length of argv[0] as exec'd: what name_init may overwrite
 static void name_init(const char *name);
@@ -258,7 +340,7 @@ static void name_init(const char *name);
 // fail reports a setup error to the parent and exits: the parent turns it into
 // "isolate: <step>: <strerror>" (plus the detail when there is one).
 static void __attribute__((noreturn)) fail(const char *step, int err, const char *detail) {
-	struct out *o = calloc(1, sizeof *o);
+	struct out *o = xcalloc(1, sizeof *o);
 	if (o) {
 		put(o, "err");
 		put(o, step);
@@ -271,30 +353,30 @@ static void __attribute__((noreturn)) fail(const char *step, int err, const char
 
 static void set_options(int fs, const char *opts, const char *type);
 
-static char stepbuf[8192];
-
 static const char *step(const char *fmt, const char *a, const char *b) {
-	snprintf(stepbuf, sizeof stepbuf, fmt, a, b ? b : "");
-	return stepbuf;
+	char *buf = xmalloc(8192);
+	if (!buf) return "(no memory for the step's name)";
+	snprintf(buf, 8192, fmt, a, b ? b : "");
+	return buf;
 }
 
-static int rootfd = -1;    // the overlay's root (a mount fd)
-static int scratchfd = -1; // the tmpfs holding upper/ and work/, when the init made it
-static int pivoted;
-static int parked; // named isorun-ready until the parent's first request
-static int last_cap = -1;
-static int bset_dropped; // the init dropped the non-default capabilities from its bounding set
-static int filtered;     // the keyring filter is on the init, and so on every command it forks
-static int zygote_bset;     // the confined zygote dropped the non-default caps from its bounding set
-static int zygote_filtered; // the confined zygote has the keyring filter, which its inits inherit
-static int groups_denied; // setgroups is denied in our user namespace: commands keep our groups
-static int ids_known;     // last_cap and groups_denied are read (read_ids)
-static int nodev;     // the nodev op: device nodes on writable mounts cannot be opened
-static int devfd = -1; // the container's /dev (a mount fd), made read-only at the end with nodev
-static struct out *created;
+static PER_INIT int rootfd = -1;    // the overlay's root (a mount fd)
+static PER_INIT int scratchfd = -1; // the tmpfs holding upper/ and work/, when the init made it
+static PER_INIT int pivoted;
+static PER_INIT int parked; // named isorun-ready until the parent's first request
+static PER_INIT int last_cap = -1;
+static PER_INIT int bset_dropped; // the init dropped the non-default capabilities from its bounding set
+static PER_INIT int filtered;     // the keyring filter is on the init, and so on every command it forks
+static PER_INIT int zygote_bset;     // the confined zygote dropped the non-default caps from its bounding set
+static PER_INIT int zygote_filtered; // the confined zygote has the keyring filter, which its inits inherit
+static PER_INIT int groups_denied; // setgroups is denied in our user namespace: commands keep our groups
+static PER_INIT int ids_known;     // last_cap and groups_denied are read (read_ids)
+static PER_INIT int nodev;     // the nodev op: device nodes on writable mounts cannot be opened
+static PER_INIT int devfd = -1; // the container's /dev (a mount fd), made read-only at the end with nodev
+static PER_INIT struct out *created;
 // What a pooled init did before it had a container to set up (see prewarm).
-static int pre_rslave, pre_lo, pre_dev = -1, pre_pts = -1, pre_shm = -1, pre_scratch = -1;
-static int pre_userns, pre_dev_rootless; // a pooled rootless init mapped itself; its /dev binds the host's nodes // mount points the setup had to create, reported with "ok"
+static PER_INIT int pre_rslave, pre_lo, pre_dev = -1, pre_pts = -1, pre_shm = -1, pre_scratch = -1;
+static PER_INIT int pre_userns, pre_dev_rootless; // a pooled rootless init mapped itself; its /dev binds the host's nodes // mount points the setup had to create, reported with "ok"
 
 static void write_file(const char *path, const char *data) {
 	int fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -409,7 +491,8 @@ static const char *short_path(const char *p, char *buf, size_t n) {
 }
 
 static void set_options(int fs, const char *opts, const char *type) {
-	char *copy = strdup(opts), *save = NULL;
+	char *copy = xstrdup(opts), *save = NULL;
+	if (!copy) fail(step("%s options", type, NULL), ENOMEM, NULL);
 	for (char *kv = strtok_r(copy, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
 		char *eq = strchr(kv, '=');
 		int r;
@@ -422,7 +505,7 @@ static void set_options(int fs, const char *opts, const char *type) {
 		}
 		if (r < 0) fail(step("%s option %s", type, kv), errno, NULL);
 	}
-	free(copy);
+	xfree(copy);
 }
 
 // overlay_fs configures an overlay context; with plus unset (kernels before 6.8, without
@@ -442,7 +525,8 @@ static int overlay_fs(long n, const char **lowers, const char *upper, const char
 			}
 	} else {
 		size_t cap = n * 32 + 1, len = 0;
-		char *all = calloc(cap, 1);
+		char *all = xcalloc(cap, 1);
+		if (!all) fail("overlay lowerdir", ENOMEM, NULL);
 		for (long i = 0; i < n; i++) {
 			int fd = open(lowers[i], O_PATH | O_CLOEXEC);
 			if (fd < 0) fail(step("open lower %s", lowers[i], NULL), errno, NULL);
@@ -451,7 +535,7 @@ static int overlay_fs(long n, const char **lowers, const char *upper, const char
 		if (len > 255)
 			fail("overlay lowerdir", E2BIG, "too many lowers for a kernel without lowerdir+ (linux 6.8)");
 		if (fsconfig_(fs, FSCONFIG_SET_STRING_, "lowerdir", all, 0) < 0) fail("overlay lowerdir", errno, all);
-		free(all);
+		xfree(all);
 	}
 	if (fsconfig_(fs, FSCONFIG_SET_STRING_, "upperdir", short_path(upper, b, sizeof b), 0) < 0)
 		fail(step("overlay upperdir %s", upper, NULL), errno, NULL);
@@ -472,7 +556,8 @@ static int overlay_fs(long n, const char **lowers, const char *upper, const char
 static void op_overlay(struct msg *m) {
 	long n = tokn(m);
 	if (n < 1 || n > 4096) fail("overlay", EINVAL, "bad lower count");
-	const char **lowers = calloc(n, sizeof *lowers);
+	const char **lowers = xcalloc(n, sizeof *lowers);
+	if (!lowers) fail("overlay", ENOMEM, NULL);
 	for (long i = 0; i < n; i++) lowers[i] = tok(m);
 	const char *upper = tok(m), *work = tok(m), *opts = tok(m);
 	if (!opts) fail("overlay", EINVAL, "short message");
@@ -497,7 +582,7 @@ static void op_overlay(struct msg *m) {
 	rootfd = fsmount_(fs, FSMOUNT_CLOEXEC_, nodev ? MOUNT_ATTR_NODEV_ : 0);
 	if (rootfd < 0) fail("mount overlay", errno, NULL);
 	close(fs);
-	free(lowers);
+	xfree(lowers);
 	// Stack the overlay on top of "/" of our (private) mount namespace: "/" is the one directory
 	// that always exists, and pivot_root moves us into it next.
 	if (move_mount_(rootfd, "", AT_FDCWD, "/", MOVE_MOUNT_F_EMPTY_PATH_) < 0) fail("attach overlay", errno, NULL);
@@ -778,7 +863,8 @@ static void setup(void) {
 	const char *verb = tok(&m);
 	if (!verb || strcmp(verb, "setup")) fail("setup", EPROTO, verb);
 	name_init("isorun-init");
-	created = calloc(1, sizeof *created);
+	created = xcalloc(1, sizeof *created);
+	if (!created) _exit(1);
 	put(created, "ok");
 	for (const char *op; (op = tok(&m));) {
 		if (!strcmp(op, "parked")) {
@@ -846,7 +932,7 @@ static void setup(void) {
 	if (send_out(ctrl, created) < 0) _exit(1);
 	if (scratchfd >= 0) close(scratchfd);
 	// rootfd stays: it keeps nothing alive that the mount namespace doesn't.
-	free(created);
+	xfree(created);
 	created = NULL;
 }
 
@@ -856,8 +942,8 @@ struct job {
 	pid_t pid;
 	char id[32];
 };
-static struct job *jobs;
-static size_t njobs, capjobs;
+static PER_INIT struct job *jobs;
+static PER_INIT size_t njobs, capjobs;
 
 // Docker's default capability set: what a command keeps unless the container is privileged.
 static const int default_caps[] = {CAP_CHOWN,      CAP_DAC_OVERRIDE, CAP_FOWNER,           CAP_FSETID, CAP_KILL,
@@ -1068,7 +1154,32 @@ caps:
 	_exit(127);
 }
 
+// The stack a command runs on between its clone and its exec (the init waits meanwhile): this
+// one in a process of its own, the init's own in one that shares the zygote's memory.
 static char spawn_stack[256 * 1024] __attribute__((aligned(16)));
+static PER_INIT char *spawn_top = spawn_stack + sizeof spawn_stack;
+
+// grow_jobs makes room for one more job. The table outlives requests, so in an arena's init it
+// is mapped on its own.
+static int grow_jobs(void) {
+	if (njobs < capjobs) return 0;
+	size_t cap = capjobs ? capjobs * 2 : 16;
+	struct job *j;
+	if (!arena) {
+		j = realloc(jobs, cap * sizeof *jobs);
+		if (!j) return -1;
+	} else {
+		j = mmap(NULL, cap * sizeof *jobs, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (j == MAP_FAILED) return -1;
+		if (jobs) {
+			memcpy(j, jobs, njobs * sizeof *jobs);
+			munmap(jobs, capjobs * sizeof *jobs);
+		}
+	}
+	jobs = j;
+	capjobs = cap;
+	return 0;
+}
 
 static void do_exec(struct msg *m) {
 	const char *id = tok(m);
@@ -1081,16 +1192,19 @@ static void do_exec(struct msg *m) {
 	s.uid = uid;
 	s.gid = gid;
 	s.ngroups = ng;
-	s.groups = calloc(ng + 1, sizeof(gid_t));
+	s.groups = xcalloc(ng + 1, sizeof(gid_t));
+	if (!s.groups) goto nomem;
 	for (long i = 0; i < ng; i++) s.groups[i] = tokn(m);
 	s.dir = tok(m);
 	long argc = tokn(m);
 	if (argc < 1) goto bad;
-	s.argv = calloc(argc + 1, sizeof(char *));
+	s.argv = xcalloc(argc + 1, sizeof(char *));
+	if (!s.argv) goto nomem;
 	for (long i = 0; i < argc; i++) s.argv[i] = (char *)tok(m);
 	long envc = tokn(m);
 	if (envc < 0) goto bad;
-	s.envp = calloc(envc + 1, sizeof(char *));
+	s.envp = xcalloc(envc + 1, sizeof(char *));
+	if (!s.envp || grow_jobs() < 0) goto nomem;
 	s.path = DEFAULT_PATH;
 	for (long i = 0; i < envc; i++) {
 		s.envp[i] = (char *)tok(m);
@@ -1100,7 +1214,7 @@ static void do_exec(struct msg *m) {
 	int k = 0;
 	for (int i = 0; i < 3; i++) s.fd[i] = (flags & (1 << i)) && k < m->nfds ? m->fds[k++] : -1;
 	s.stage = 0;
-	pid_t pid = clone(spawn_child, spawn_stack + sizeof spawn_stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &s);
+	pid_t pid = clone(spawn_child, spawn_top, CLONE_VM | CLONE_VFORK | SIGCHLD, &s);
 	if (pid < 0) {
 		s.stage = ST_EXEC;
 		s.err = errno;
@@ -1115,11 +1229,7 @@ static void do_exec(struct msg *m) {
 		putn(&o, s.err);
 		put(&o, s.failed);
 	} else {
-		if (njobs == capjobs) {
-			capjobs = capjobs ? capjobs * 2 : 16;
-			jobs = realloc(jobs, capjobs * sizeof *jobs);
-		}
-		jobs[njobs].pid = pid;
+		jobs[njobs].pid = pid; // grow_jobs made room
 		snprintf(jobs[njobs].id, sizeof jobs[njobs].id, "%s", id);
 		njobs++;
 		if (!(flags & EXEC_QUIET)) {
@@ -1128,17 +1238,28 @@ static void do_exec(struct msg *m) {
 			putn(&o, pid);
 		}
 	}
-	free(s.groups);
-	free(s.argv);
-	free(s.envp);
+	xfree(s.groups);
+	xfree(s.argv);
+	xfree(s.envp);
 	if (o.len) send_out(ctrl, &o);
 	return;
+nomem:
+	put(&o, "failed");
+	put(&o, id);
+	putn(&o, ST_EXEC);
+	putn(&o, ENOMEM);
+	put(&o, "fork");
+	goto out;
 bad:
 	put(&o, "failed");
 	put(&o, id);
 	putn(&o, 0);
 	putn(&o, EPROTO);
 	put(&o, "bad exec request");
+out:
+	xfree(s.groups);
+	xfree(s.argv);
+	xfree(s.envp);
 	send_out(ctrl, &o);
 }
 
@@ -1214,6 +1335,7 @@ static void __attribute__((noreturn)) init_main(void) {
 	}
 	struct pollfd p[2] = {{ctrl, POLLIN, 0}, {sfd, POLLIN, 0}};
 	for (;;) {
+		if (arena) arena_reset(); // nothing allocated outlives a request
 		if (poll(p, 2, -1) < 0) {
 			if (errno == EINTR) continue;
 			break;
@@ -1253,7 +1375,9 @@ static void __attribute__((noreturn)) init_main(void) {
 // prewarmed init no container has taken yet (leak checks skip those: they are the pool's).
 static void name_init(const char *name) {
 	prctl(PR_SET_NAME, name, 0, 0, 0);
-	if (argv0 && argv0_cap >= strlen(name)) {
+	// The command line is the address space's: an init that shares the zygote's has the
+	// zygote's, which the zygote was exec'd with (isorun-init) and which is not ours to change.
+	if (argv0 && argv0_cap >= strlen(name) && !arena) {
 		memset(argv0, 0, argv0_cap);
 		memcpy(argv0, name, strlen(name));
 	}
@@ -1265,6 +1389,153 @@ static pid_t *kids;
 static size_t nkids, capkids;
 static int use_clone3 = 1;
 
+static void add_kid(pid_t pid) {
+	if (nkids == capkids) {
+		size_t cap = capkids ? capkids * 2 : 16;
+		pid_t *k = realloc(kids, cap * sizeof *kids);
+		if (!k) return; // not killed at our exit: its control socket's EOF still ends it
+		kids = k;
+		capkids = cap;
+	}
+	kids[nkids++] = pid;
+}
+
+static void __attribute__((noreturn)) become_init(unsigned long long flags, int ctrl_fd, int warm);
+
+#ifdef VM_INITS
+// ---- inits that share the zygote's memory -----------------------------------------------------------
+//
+// A fork copies the zygote's address space for each init, and the init's exit tears the copy
+// down: on the VMs we measured, that and the copy-on-write faults on both sides were the largest
+// cost a container had beyond the kernel's own work (bench/README.md). So the static zygote
+// clones its inits with CLONE_VM: an init runs in the zygote's memory, on a stack, an arena
+// (xmalloc) and a thread-local block of its own, a slot, which the zygote reuses once the init
+// is reaped (and with it every process of its pid namespace). What the init writes is in its slot
+// or thread-local (PER_INIT); it uses no libc that keeps state elsewhere (malloc, stdio).
+//
+// The thread-local block is a copy of the zygote's, made at the clone (so the init starts with
+// the zygote's values, as after a fork): on x86-64 the static program's block lies just below the
+// thread pointer (glibc's variant II layout, found from the PT_TLS header) and glibc's thread
+// descriptor just above, whose self pointers the copy gets right.
+//
+// The memory being the zygote's, a command in the container that could ptrace its init could
+// write into the zygote, which lives in the host's namespaces: the zygote makes itself (its
+// memory, so every init) not dumpable at its start, so that only CAP_SYS_PTRACE in the host's
+// user namespace reaches it, which no unprivileged container has. (A privileged container has
+// the host's root anyway.) A rootless zygote forks its inits (vm_prepare says why). And the command line is the memory's too: every init shows the
+// zygote's, isorun-init; comm tells them apart (isorun-zygote, isorun-ready, isorun-init).
+
+#define SLOT_SIZE (8UL << 20) // reserved, not committed: a page costs once, when first touched
+#define SLOT_GUARD 4096UL
+#define SLOT_STACK (1UL << 20)
+#define SLOT_SPAWN (256UL << 10)
+
+struct slot {
+	char *base;
+	pid_t pid; // its init, 0 when free
+};
+static struct slot *slots;
+static size_t nslots;
+static size_t tls_size, tcb_size; // the thread-local block below the thread pointer, and what we copy above it
+static int vm_ok;                 // the zygote clones its inits with CLONE_VM
+
+struct vm_start {
+	unsigned long long flags;
+	int ctrl_fd, warm;
+	char *arena, *arena_end, *spawn_top;
+};
+
+static char *thread_pointer(void) {
+	char *tp;
+	__asm__("mov %%fs:0, %0" : "=r"(tp));
+	return tp;
+}
+
+// vm_prepare finds the zygote's thread-local block; without it the zygote forks its inits.
+static void vm_prepare(void) {
+	if (getenv("_ISORUN_FORK_INITS")) {
+		unsetenv("_ISORUN_FORK_INITS");
+		return;
+	}
+	// Not for a rootless zygote: not dumpable, it could not write its inits' uid_map (their
+	// /proc files would be the host root's), and dumpable, a command running as its user could
+	// ptrace its init, and so the zygote.
+	if (geteuid() != 0) return;
+	const ElfW(Phdr) *ph = (const ElfW(Phdr) *)getauxval(AT_PHDR);
+	size_t n = getauxval(AT_PHNUM), memsz = 0, align = 0;
+	for (size_t i = 0; ph && i < n; i++)
+		if (ph[i].p_type == PT_TLS) {
+			memsz = ph[i].p_memsz;
+			align = ph[i].p_align ? ph[i].p_align : 1;
+		}
+	if (!align || align > 64) return;
+	tls_size = (memsz + align - 1) / align * align;
+	// glibc allocates a static program's block and thread descriptor at the start of its heap:
+	// copy the descriptor, up to a page, within the heap.
+	char *tp = thread_pointer(), *end = sbrk(0);
+	if (end == (char *)-1 || tp >= end || (size_t)(end - tp) < 64) return;
+	tcb_size = end - tp < 4096 ? (size_t)(end - tp) : 4096;
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) return;
+	vm_ok = 1;
+}
+
+static struct slot *get_slot(void) {
+	for (size_t i = 0; i < nslots; i++)
+		if (!slots[i].pid) return &slots[i];
+	char *b = mmap(NULL, SLOT_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (b == MAP_FAILED) return NULL;
+	// Guards below the init's stack and below the command's.
+	struct slot *ns = NULL;
+	if (mprotect(b, SLOT_GUARD, PROT_NONE) < 0 || mprotect(b + SLOT_GUARD + SLOT_STACK, SLOT_GUARD, PROT_NONE) < 0 ||
+	    !(ns = realloc(slots, (nslots + 1) * sizeof *slots))) {
+		munmap(b, SLOT_SIZE);
+		return NULL;
+	}
+	slots = ns;
+	slots[nslots].base = b;
+	slots[nslots].pid = 0;
+	return &slots[nslots++];
+}
+
+static void free_slot(pid_t pid) {
+	for (size_t i = 0; i < nslots; i++)
+		if (slots[i].pid == pid) slots[i].pid = 0;
+}
+
+static int vm_init_child(void *p) {
+	struct vm_start *st = p;
+	arena = arena_top = st->arena;
+	arena_end = st->arena_end;
+	arena_nbig = 0;
+	spawn_top = st->spawn_top;
+	become_init(st->flags, st->ctrl_fd, st->warm);
+}
+
+// clone_vm_init clones an init into a free slot; -1 (and the slot still free) if it cannot.
+static pid_t clone_vm_init(unsigned long long flags, int ctrl_fd, int warm, int *pidfd) {
+	struct slot *sl = get_slot();
+	if (!sl) return -1;
+	char *b = sl->base;
+	char *stack_top = b + SLOT_GUARD + SLOT_STACK;
+	char *spawn = b + 2 * SLOT_GUARD + SLOT_STACK + SLOT_SPAWN;
+	char *tp = (char *)(((uintptr_t)spawn + tls_size + 63) & ~(uintptr_t)63);
+	memcpy(tp - tls_size, thread_pointer() - tls_size, tls_size + tcb_size);
+	((char **)tp)[0] = tp; // tcbhead_t's tcb and self
+	((char **)tp)[2] = tp;
+	struct vm_start *st = (struct vm_start *)(((uintptr_t)tp + tcb_size + 63) & ~(uintptr_t)63);
+	st->flags = flags;
+	st->ctrl_fd = ctrl_fd;
+	st->warm = warm;
+	st->spawn_top = spawn;
+	st->arena = (char *)(((uintptr_t)(st + 1) + 63) & ~(uintptr_t)63);
+	st->arena_end = b + SLOT_SIZE;
+	pid_t pid = clone(vm_init_child, stack_top, (int)(flags | CLONE_VM | CLONE_SETTLS | CLONE_PIDFD_ | SIGCHLD), st,
+			  pidfd, tp, NULL);
+	if (pid > 0) sl->pid = pid;
+	return pid;
+}
+#endif
+
 // fork_init forks a container's init with the namespaces in flags (into the cgroup cg, if not
 // -1), with ctrl_fd as its control socket. A prewarmed init does the setup work that depends on
 // nothing the parent says before it reads the setup (the parent keeps such inits ready, so that
@@ -1272,6 +1543,17 @@ static int use_clone3 = 1;
 static pid_t fork_init(unsigned long long flags, int cg, int ctrl_fd, int warm, int *pidfd) {
 	pid_t pid = -1;
 	*pidfd = -1;
+#ifdef VM_INITS
+	// No CLONE_INTO_CGROUP for these: glibc's clone has no clone3 form.
+	if (vm_ok && cg < 0 && flags <= 0x7fffffffULL) {
+		pid = clone_vm_init(flags, ctrl_fd, warm, pidfd);
+		if (pid > 0) {
+			add_kid(pid);
+			return pid;
+		}
+		*pidfd = -1; // and fork it instead, which says why if it fails too
+	}
+#endif
 
 	if (use_clone3) {
 		struct clone_args_ ca;
@@ -1292,18 +1574,16 @@ static pid_t fork_init(unsigned long long flags, int cg, int ctrl_fd, int warm, 
 	}
 	if (!use_clone3) pid = syscall(SYS_clone, (unsigned long)(flags | SIGCHLD), 0, 0, 0, 0);
 	if (pid != 0) {
-		if (pid > 0) {
-			if (nkids == capkids) {
-				capkids = capkids ? capkids * 2 : 16;
-				kids = realloc(kids, capkids * sizeof *kids);
-			}
-			kids[nkids++] = pid;
-		}
+		if (pid > 0) add_kid(pid);
 		return pid;
 	}
-	// The container's init. Keep nothing of ours but the control socket, as fd 3, and keep it
-	// close-on-exec: a command that inherited it could read the parent's requests or forge the
-	// init's replies.
+	become_init(flags, ctrl_fd, warm);
+}
+
+// become_init turns a new child of the zygote into the container's init. Keep nothing of ours
+// but the control socket, as fd 3, and keep it close-on-exec: a command that inherited it could
+// read the parent's requests or forge the init's replies.
+static void __attribute__((noreturn)) become_init(unsigned long long flags, int ctrl_fd, int warm) {
 	if (ctrl_fd != 3 && dup3(ctrl_fd, 3, O_CLOEXEC) < 0) _exit(1);
 	syscall(SYS_close_range, 4, ~0U, 0);
 	ctrl = 3;
@@ -1369,6 +1649,9 @@ static void __attribute__((noreturn)) zygote_main(int sock) {
 	// after the descriptor's number.
 	prctl(PR_SET_NAME, "isorun-zygote", 0, 0, 0);
 	read_ids();
+#ifdef VM_INITS
+	vm_prepare();
+#endif
 	if (getenv("_ISORUN_CONFINED")) {
 		unsetenv("_ISORUN_CONFINED");
 		confine_zygote();
@@ -1391,12 +1674,16 @@ static void __attribute__((noreturn)) zygote_main(int sock) {
 			while (read(sfd, &si, sizeof si) > 0) {
 			}
 			pid_t pid;
-			while ((pid = waitpid(-1, NULL, WNOHANG)) > 0)
+			while ((pid = waitpid(-1, NULL, WNOHANG)) > 0) {
 				for (size_t i = 0; i < nkids; i++)
 					if (kids[i] == pid) {
 						kids[i] = kids[--nkids];
 						break;
 					}
+#ifdef VM_INITS
+				free_slot(pid);
+#endif
+			}
 		}
 		if (!(p[0].revents & POLLIN)) {
 			if (p[0].revents & (POLLHUP | POLLERR)) break;

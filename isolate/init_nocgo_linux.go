@@ -10,4 +10,6 @@ const haveCInit = false
 func cKeyringFilter() []unix.SockFilter { return nil }
 
 // zygoteExe is this binary: without cgo there is no zygote to exec (modes never pick it).
-func zygoteExe() (exe, name string, err error) { return "/proc/self/exe", "/proc/self/exe", nil }
+func zygoteExe() (zygoteProgram, error) {
+	return zygoteProgram{path: "/proc/self/exe", name: "/proc/self/exe", argv0: "isorun-zygote"}, nil
+}

@@ -153,6 +153,15 @@ func Shutdown() {
 	}
 }
 
+// zygoteProgram is what a zygote execs (zygoteExe).
+type zygoteProgram struct {
+	path   string   // for exec
+	name   string   // for errors
+	argv0  string   // what ps shows
+	env    []string // added to zygoteEnv's
+	static bool     // the static zygote
+}
+
 func startZygote(kind int) (*zygote, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -171,7 +180,7 @@ func startZygote(kind int) (*zygote, error) {
 	if err != nil {
 		return nil, fmt.Errorf("isolate: start zygote: %w", err)
 	}
-	exe, exeName, err := zygoteExe()
+	exe, err := zygoteExe()
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -181,13 +190,13 @@ func startZygote(kind int) (*zygote, error) {
 	go func() {
 		// Locked for the zygote's whole life and never unlocked: see the comment at the top.
 		runtime.LockOSThread()
-		pid, err := syscall.ForkExec(exe, []string{"isorun-zygote"}, &syscall.ProcAttr{
-			Env:   zygoteEnv(kind),
+		pid, err := syscall.ForkExec(exe.path, []string{exe.argv0}, &syscall.ProcAttr{
+			Env:   append(zygoteEnv(kind), exe.env...),
 			Files: []uintptr{null.Fd(), null.Fd(), null.Fd(), child.Fd()},
 			Sys:   &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL},
 		})
 		if err != nil {
-			started <- fmt.Errorf("isolate: start zygote: exec %s: %w", exeName, err)
+			started <- fmt.Errorf("isolate: start zygote: exec %s: %w", exe.name, err)
 			return
 		}
 		z.pid = pid

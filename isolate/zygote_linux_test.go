@@ -6,12 +6,14 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // procStatus is a field of /proc/PID/status.
@@ -26,6 +28,17 @@ func procStatus(t *testing.T, pid int, field string) string {
 	}
 	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return ""
+}
+
+// sharesZygoteMemory says whether the init pid runs in its zygote's address space (kcmp).
+func sharesZygoteMemory(t *testing.T, pid int) bool {
+	t.Helper()
+	ppid, err := strconv.Atoi(procStatus(t, pid, "PPid"))
+	require.NoError(t, err)
+	const kcmpVM = 1
+	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(ppid), uintptr(pid), kcmpVM, 0, 0, 0)
+	require.Zero(t, errno, "kcmp %d %d", ppid, pid)
+	return r == 0
 }
 
 // The confined zygote holds what an unprivileged container's commands share (the bounding set,

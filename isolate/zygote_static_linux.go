@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,26 +60,42 @@ var staticZygoteFile = sync.OnceValues(func() (*os.File, error) {
 	return buildStaticZygote(filepath.Join(dir, "zygote"), compiler())
 })
 
-// zygoteExe is the program a new zygote execs: the static zygote's descriptor, or this binary;
-// and its name, for errors.
-func zygoteExe() (exe, name string, err error) {
+// zygoteExe is the program a new zygote execs: the static zygote's descriptor, or this binary.
+//
+// The static zygote's inits share its memory, and so its command line (init_linux.c, "inits that
+// share the zygote's memory"): it is exec'd as isorun-init, which is what ps shows for pid 1 in
+// a container. ISORUN_ZYGOTE=static-fork has it fork its inits instead, as this binary does
+// (to compare the two).
+func zygoteExe() (zygoteProgram, error) {
+	self := zygoteProgram{path: "/proc/self/exe", name: "/proc/self/exe", argv0: "isorun-zygote"}
 	want := os.Getenv("ISORUN_ZYGOTE")
 	switch want {
 	case "self":
-		return "/proc/self/exe", "/proc/self/exe", nil
-	case "", "static":
+		return self, nil
+	case "", "static", "static-fork":
 	default:
-		return "", "", fmt.Errorf("isolate: ISORUN_ZYGOTE=%q: want static, self or nothing", want)
+		return zygoteProgram{}, fmt.Errorf("isolate: ISORUN_ZYGOTE=%q: want static, static-fork, self or nothing", want)
 	}
 	f, err := staticZygoteFile()
 	if err != nil {
-		if want == "static" {
-			return "", "", err
+		if want != "" {
+			return zygoteProgram{}, err
 		}
-		return "/proc/self/exe", "/proc/self/exe", nil
+		return self, nil
 	}
-	return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())), f.Name(), nil
+	z := zygoteProgram{path: "/proc/self/fd/" + strconv.Itoa(int(f.Fd())), name: f.Name(), argv0: "isorun-zygote", static: true}
+	switch {
+	case want == "static-fork":
+		z.env = []string{"_ISORUN_FORK_INITS=1"}
+	case staticInitsShareMemory():
+		z.argv0 = "isorun-init"
+	}
+	return z, nil
 }
+
+// staticInitsShareMemory says whether the static zygote clones its inits into its own memory
+// (init_linux.c: on x86-64, as root), as opposed to forking them.
+func staticInitsShareMemory() bool { return runtime.GOARCH == "amd64" && os.Geteuid() == 0 }
 
 // cacheDir is fixtures.CacheDir, which this package cannot import: $ISORUN_CACHE, else isorun in
 // the user cache directory.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -56,10 +57,79 @@ func TestStaticZygoteRuns(t *testing.T) {
 	assert.True(t, strings.HasPrefix(filepath.Base(exe), "isorun-zygote-"), exe)
 	assert.NotContains(t, string(maps), "libc.so", "a static program")
 	assert.NotContains(t, string(maps), "ld-linux", "a static program")
-	// And the init, a fork of it.
+	// And the init, which runs in the zygote's memory (on x86-64; elsewhere it is a fork).
 	initExe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", c.Pid()))
 	require.NoError(t, err)
 	assert.Equal(t, exe, initExe)
+	if staticInitsShareMemory() {
+		assert.True(t, sharesZygoteMemory(t, c.Pid()), "the init shares the zygote's memory")
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", z.pid))
+		require.NoError(t, err)
+		assert.Equal(t, "isorun-init\x00", string(cmdline), "the zygote's command line, every init's too")
+	}
+}
+
+// ISORUN_ZYGOTE=static-fork: the same program forks its inits instead.
+func TestStaticZygoteFork(t *testing.T) {
+	needRoot(t)
+	Shutdown()
+	t.Cleanup(Shutdown)
+	t.Setenv("ISORUN_ZYGOTE", "static-fork")
+	c := start(t, testConfig(modeZygote))
+	assert.Equal(t, [2]string{"isorun-init", "isorun-init"}, names(t, c.Pid()))
+	assert.False(t, sharesZygoteMemory(t, c.Pid()))
+	zmu.Lock()
+	z := zygotes[zygoteConfined]
+	zmu.Unlock()
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", z.pid))
+	require.NoError(t, err)
+	assert.Equal(t, "isorun-zygote\x00", string(cmdline))
+}
+
+// An init that shares the zygote's memory allocates from an arena it empties before each
+// request, and keeps its jobs table apart: many containers at once, each with more background
+// jobs than the table's first size and many requests, large ones among them, all come out right.
+func TestInitMemory(t *testing.T) {
+	needRoot(t)
+	big := strings.Repeat("x", 100_000)
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := start(t, testConfig(modeZygote))
+			var bg []*Cmd
+			for j := 0; j < 40; j++ {
+				cmd := c.Command("sleep", "60")
+				if !assert.NoError(t, cmd.Start()) {
+					return
+				}
+				bg = append(bg, cmd)
+			}
+			for j := 0; j < 60; j++ {
+				cmd := c.Command("sh", "-c", `echo "${#BIG} $1"`, "sh", strconv.Itoa(j))
+				cmd.Env = []string{"BIG=" + big}
+				out, err := cmd.Output()
+				if !assert.NoError(t, err) || !assert.Equal(t, fmt.Sprintf("100000 %d\n", j), string(out)) {
+					return
+				}
+			}
+			out, err := c.Command("sh", "-c", "ps -o comm | grep -c sleep").Output()
+			assert.NoError(t, err)
+			assert.Equal(t, "40\n", string(out))
+			for _, cmd := range bg {
+				assert.NoError(t, cmd.Signal(syscall.SIGKILL))
+			}
+			for _, cmd := range bg {
+				err := cmd.Wait()
+				var ee *ExitError
+				if assert.ErrorAs(t, err, &ee) {
+					assert.Equal(t, 128+9, ee.ExitCode())
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // ISORUN_ZYGOTE=self forks the inits from this binary; anything but self or static is an error
