@@ -575,14 +575,60 @@ func memory() map[string]float64 {
 			e.Release()
 		}
 	}()
+	// An init that shares its zygote's memory (isolate's static zygote, as root) shows the whole
+	// address space as its own: that counts once, shared out over every process in it (the
+	// zygote, these inits, the pool's, parked ones).
 	var rss, pss float64
 	for _, e := range es {
-		r, p := smaps(e.Container().Pid())
+		pid := e.Container().Pid()
+		ppid := parentOf(pid)
+		r, p := smaps(pid)
+		if ppid > 0 && sameMemory(ppid, pid) {
+			users := 1.0
+			for _, c := range childrenOf(ppid) {
+				if sameMemory(ppid, c) {
+					users++
+				}
+			}
+			r, p = r/users, p/users
+		}
 		rss += r
 		pss += p
 	}
 	fmt.Printf("## Memory per idle container (its init, %d containers)\n\n| RSS | PSS |\n|---:|---:|\n| %.0f KiB | %.0f KiB |\n\n", n, rss/n, pss/n)
 	return map[string]float64{"rss_kib": rss / n, "pss_kib": pss / n}
+}
+
+// parentOf is pid's parent, or 0.
+func parentOf(pid int) int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		if f := strings.Fields(s[i+1:]); len(f) > 1 {
+			ppid, _ := strconv.Atoi(f[1])
+			return ppid
+		}
+	}
+	return 0
+}
+
+// childrenOf lists pid's children.
+func childrenOf(pid int) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if c, err := strconv.Atoi(e.Name()); err == nil && parentOf(c) == pid {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// sameMemory says whether two processes share one address space (kcmp KCMP_VM).
+func sameMemory(a, b int) bool {
+	const kcmpVM = 1
+	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(a), uintptr(b), kcmpVM, 0, 0, 0)
+	return errno == 0 && r == 0
 }
 
 func smaps(pid int) (rss, pss float64) {
