@@ -148,8 +148,10 @@ static int openat2_(int dfd, const char *path, uint64_t flags, uint64_t mode, ui
 //
 // An init of the static zygote shares the zygote's memory (fork_init), and so its heap: it may not
 // use malloc, which runs unlocked in a single-threaded process. Each such init gets an arena of
-// its own instead, which it empties before each request it serves; allocations outlive no
-// request, except the jobs table (grow_jobs). In any other process these are malloc's.
+// its own instead, in its slot, which it empties before each request it serves; allocations
+// outlive no request, and the jobs table has a place of its own in the slot (grow_jobs).
+// Nothing is mapped elsewhere: what an init leaves in the zygote's memory when it dies is its
+// slot, which the next init gets. In any other process these are malloc's.
 //
 // Every global an init writes is per init (PER_INIT, thread-local: such an init gets a copy of
 // the zygote's thread-local block as its own).
@@ -157,25 +159,19 @@ static int openat2_(int dfd, const char *path, uint64_t flags, uint64_t mode, ui
 #define PER_INIT __thread
 
 static PER_INIT char *arena, *arena_top, *arena_end; // arena == NULL: use malloc
-#define ARENA_BIG 16
-static PER_INIT char *arena_big[ARENA_BIG]; // allocations the arena had no room for
-static PER_INIT int arena_nbig;
-#define ARENA_HDR 16 // each allocation's size (header included), for xrealloc and munmap
+#define ARENA_HDR 16 // each allocation's size (header included), for xrealloc
 
+// xmalloc fails (NULL, ENOMEM) when the arena is full: it holds megabytes, and one request
+// (a datagram: the socket's buffer is its limit) needs kilobytes.
 static void *xmalloc(size_t n) {
 	if (!arena) return malloc(n);
-	if (n > SIZE_MAX / 2) return NULL;
-	size_t need = (n + ARENA_HDR + 15) & ~(size_t)15;
-	char *p;
-	if ((size_t)(arena_end - arena_top) >= need) {
-		p = arena_top;
-		arena_top += need;
-	} else {
-		if (arena_nbig == ARENA_BIG) return NULL;
-		p = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (p == MAP_FAILED) return NULL;
-		arena_big[arena_nbig++] = p;
+	if (n > SIZE_MAX / 2 || (size_t)(arena_end - arena_top) < ((n + ARENA_HDR + 15) & ~(size_t)15)) {
+		errno = ENOMEM;
+		return NULL;
 	}
+	char *p = arena_top;
+	size_t need = (n + ARENA_HDR + 15) & ~(size_t)15;
+	arena_top += need;
 	*(size_t *)p = need;
 	return p + ARENA_HDR;
 }
@@ -214,8 +210,6 @@ static char *xstrdup(const char *s) {
 static void arena_reset(void) {
 	if ((size_t)(arena_top - arena) > ARENA_KEEP) madvise(arena + ARENA_KEEP, arena_top - arena - ARENA_KEEP, MADV_DONTNEED);
 	arena_top = arena;
-	for (int i = 0; i < arena_nbig; i++) munmap(arena_big[i], *(size_t *)arena_big[i]);
-	arena_nbig = 0;
 }
 
 // ---- messages -------------------------------------------------------------------------------------
@@ -1159,23 +1153,17 @@ caps:
 static char spawn_stack[256 * 1024] __attribute__((aligned(16)));
 static PER_INIT char *spawn_top = spawn_stack + sizeof spawn_stack;
 
-// grow_jobs makes room for one more job. The table outlives requests, so in an arena's init it
-// is mapped on its own.
+// grow_jobs makes room for one more job. The table outlives requests: in an arena's init it is
+// the slot's, of a fixed size (SLOT_JOBS: over 100,000 commands running at once).
 static int grow_jobs(void) {
 	if (njobs < capjobs) return 0;
-	size_t cap = capjobs ? capjobs * 2 : 16;
-	struct job *j;
-	if (!arena) {
-		j = realloc(jobs, cap * sizeof *jobs);
-		if (!j) return -1;
-	} else {
-		j = mmap(NULL, cap * sizeof *jobs, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (j == MAP_FAILED) return -1;
-		if (jobs) {
-			memcpy(j, jobs, njobs * sizeof *jobs);
-			munmap(jobs, capjobs * sizeof *jobs);
-		}
+	if (arena) {
+		errno = ENOMEM;
+		return -1;
 	}
+	size_t cap = capjobs ? capjobs * 2 : 16;
+	struct job *j = realloc(jobs, cap * sizeof *jobs);
+	if (!j) return -1;
 	jobs = j;
 	capjobs = cap;
 	return 0;
@@ -1425,10 +1413,11 @@ static void __attribute__((noreturn)) become_init(unsigned long long flags, int 
 // the host's root anyway.) A rootless zygote forks its inits (vm_prepare says why). And the command line is the memory's too: every init shows the
 // zygote's, isorun-init; comm tells them apart (isorun-zygote, isorun-ready, isorun-init).
 
-#define SLOT_SIZE (8UL << 20) // reserved, not committed: a page costs once, when first touched
+#define SLOT_SIZE (16UL << 20) // reserved, not committed: a page costs once, when first touched
 #define SLOT_GUARD 4096UL
 #define SLOT_STACK (1UL << 20)
 #define SLOT_SPAWN (256UL << 10)
+#define SLOT_JOBS (4UL << 20)
 
 struct slot {
 	char *base;
@@ -1443,6 +1432,7 @@ struct vm_start {
 	unsigned long long flags;
 	int ctrl_fd, warm;
 	char *arena, *arena_end, *spawn_top;
+	struct job *jobs;
 };
 
 static char *thread_pointer(void) {
@@ -1506,8 +1496,10 @@ static int vm_init_child(void *p) {
 	struct vm_start *st = p;
 	arena = arena_top = st->arena;
 	arena_end = st->arena_end;
-	arena_nbig = 0;
 	spawn_top = st->spawn_top;
+	jobs = st->jobs;
+	capjobs = SLOT_JOBS / sizeof *jobs;
+	njobs = 0;
 	become_init(st->flags, st->ctrl_fd, st->warm);
 }
 
@@ -1527,7 +1519,8 @@ static pid_t clone_vm_init(unsigned long long flags, int ctrl_fd, int warm, int 
 	st->ctrl_fd = ctrl_fd;
 	st->warm = warm;
 	st->spawn_top = spawn;
-	st->arena = (char *)(((uintptr_t)(st + 1) + 63) & ~(uintptr_t)63);
+	st->jobs = (struct job *)(((uintptr_t)(st + 1) + 63) & ~(uintptr_t)63);
+	st->arena = (char *)st->jobs + SLOT_JOBS;
 	st->arena_end = b + SLOT_SIZE;
 	pid_t pid = clone(vm_init_child, stack_top, (int)(flags | CLONE_VM | CLONE_SETTLS | CLONE_PIDFD_ | SIGCHLD), st,
 			  pidfd, tp, NULL);

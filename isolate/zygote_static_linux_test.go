@@ -16,6 +16,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// wantSharedInits says whether this process's inits should share their zygote's memory.
+func wantSharedInits() bool {
+	z := os.Getenv("ISORUN_ZYGOTE")
+	return staticInitsShareMemory() && (z == "" || z == "static")
+}
+
 // inode is the device and inode of a path, to tell files apart.
 func inode(t *testing.T, path string) [2]uint64 {
 	t.Helper()
@@ -61,7 +67,7 @@ func TestStaticZygoteRuns(t *testing.T) {
 	initExe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", c.Pid()))
 	require.NoError(t, err)
 	assert.Equal(t, exe, initExe)
-	if staticInitsShareMemory() {
+	if wantSharedInits() {
 		assert.True(t, sharesZygoteMemory(t, c.Pid()), "the init shares the zygote's memory")
 		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", z.pid))
 		require.NoError(t, err)
@@ -261,4 +267,47 @@ func TestStaticZygoteBuildFails(t *testing.T) {
 	_, err = buildStaticZygote(dir, append(compiler(), "-include", "/no-such-isorun-header.h"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "/no-such-isorun-header.h: No such file")
+}
+
+// rssAnon is a process's anonymous resident memory, in KiB.
+func rssAnon(t *testing.T, pid int) int {
+	t.Helper()
+	v, err := strconv.Atoi(strings.TrimSuffix(procStatus(t, pid, "RssAnon"), " kB"))
+	require.NoError(t, err)
+	return v
+}
+
+// An init that shares the zygote's memory leaves nothing in it when it dies but its slot, which
+// the next init reuses: the zygote does not grow with the containers it has made, only with how
+// many ran at once.
+func TestSharedInitsLeaveNoMemory(t *testing.T) {
+	needRoot(t)
+	if !wantSharedInits() {
+		t.Skip("the inits do not share the zygote's memory here") // forked inits leave nothing by construction
+	}
+	round := func() {
+		var wg sync.WaitGroup
+		for g := 0; g < 4; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 50; i++ {
+					if !assert.NoError(t, lifecycle(modeZygote, true)) {
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	round()
+	zmu.Lock()
+	z := zygotes[zygoteConfined]
+	zmu.Unlock()
+	require.NotNil(t, z)
+	before := rssAnon(t, z.pid)
+	round()
+	round()
+	after := rssAnon(t, z.pid)
+	assert.LessOrEqual(t, after-before, 128, "the zygote's anonymous memory grew from %d to %d KiB over 400 containers", before, after)
 }
