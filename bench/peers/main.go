@@ -624,13 +624,6 @@ func childrenOf(pid int) []int {
 	return out
 }
 
-// sameMemory says whether two processes share one address space (kcmp KCMP_VM).
-func sameMemory(a, b int) bool {
-	const kcmpVM = 1
-	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(a), uintptr(b), kcmpVM, 0, 0, 0)
-	return errno == 0 && r == 0
-}
-
 func smaps(pid int) (rss, pss float64) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
