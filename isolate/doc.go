@@ -80,30 +80,28 @@
 // Measured (BenchmarkRun, BenchmarkLifecycle, bench/README.md), as ratios to a plain fork/exec of
 // the same busybox binary in the same run, on a 2-vCPU VM:
 //
-//   - a command in a live container: 0.96-1.02x. Run, Output and CombinedOutput take one reply
+//   - a command in a live container: 0.93-1.06x. Run, Output and CombinedOutput take one reply
 //     from the init (the exit, or the failure to start), not two: their exec request carries
 //     execQuiet, and the init sends no "started". No command compiles a seccomp filter: it
 //     inherits the confined zygote's;
-//   - a whole container (Start, `true`, diff, Close, Release): 2.76-2.81x in the peer benchmark
-//     (the harness's path: parked), 3.06-3.13x in BenchmarkLifecycle parked and 3.23-3.53x not,
-//     2.57-2.87x from both CPUs at once; 11-15x with the Go init, which pays an exec and the Go
+//   - a whole container (Start, `true`, diff, Close, Release): 2.03-2.59x in the peer benchmark
+//     (the harness's path: parked), 2.00-2.06x in BenchmarkLifecycle parked and 2.15-2.25x not,
+//     1.73-1.85x from both CPUs at once; 10-15x with the Go init, which pays an exec and the Go
 //     runtime's start per container. (Two make bench runs, back to back.)
 //
-// The design goal was 3x: met in the peer benchmark and in parallel, missed by 2-4% in
-// BenchmarkLifecycle one container at a time. bench/floor, a static C program with no runtime
-// and no control channel that makes the same container (namespaces, overlay, /proc, /dev, /sys,
-// masks, loopback, pivot_root, the command's confinement) costs 2.3-2.6x, set up ahead as
-// parked containers are or not; isorun is 1.16-1.20x that floor. A lifecycle is bound by nearly
-// the CPU work of all its processes together: on this paravirtualized guest, work moved to the
-// other vCPU overlaps poorly (two fork/execs in parallel take longer each than one after
-// another), so less work is what pays. The static zygote took about 8% of it: each init was a
-// fork of the dynamically linked test binary, whose address space it copied and tore down. What
-// is left beyond the floor is the test process (the control messages, the Go scheduler's
-// wakeups, the diff, the overlay's teardown when Release drops the last reference), the
-// copy-on-write faults and teardown of an address space the floor's single process does not
-// have, and the messages between three processes. bench/README.md breaks it down and lists what
-// we would try next. A re-exec of the test binary per container, the tutorials' design, costs
-// about the Go init's figure.
+// The design goal was 3x. A lifecycle is bound by nearly the CPU work of all its processes
+// together: on this paravirtualized guest, work moved to the other vCPU overlaps poorly (two
+// fork/execs in parallel take longer each than one after another), so less work is what pays.
+// bench/floor, a static C program with no runtime and no control channel that makes the same
+// container (namespaces, overlay, /proc, /dev, /sys, masks, loopback, pivot_root, the command's
+// confinement), costs 2.2-2.4x: isorun is 0.92-1.20x that floor, under it when the VM is quiet,
+// because the floor forks a process per container, whose address space the kernel copies and
+// tears down, where isorun's inits share the zygote's. The static zygote and then the shared
+// memory took about 8% and 25% off a lifecycle. What is left beyond the kernel's own work is the
+// test process (the control messages, the Go scheduler's wakeups, the diff, the overlay's
+// teardown when Release drops the last reference) and the messages between three processes.
+// bench/README.md breaks it down and lists what we would try next. A re-exec of the test binary
+// per container, the tutorials' design, costs about the Go init's figure.
 //
 // # Resource limits
 //
