@@ -165,12 +165,12 @@ static PER_INIT char *arena, *arena_top, *arena_end; // arena == NULL: use mallo
 // (a datagram: the socket's buffer is its limit) needs kilobytes.
 static void *xmalloc(size_t n) {
 	if (!arena) return malloc(n);
-	if (n > SIZE_MAX / 2 || (size_t)(arena_end - arena_top) < ((n + ARENA_HDR + 15) & ~(size_t)15)) {
+	size_t need = (n + ARENA_HDR + 15) & ~(size_t)15;
+	if (n > SIZE_MAX / 2 || (size_t)(arena_end - arena_top) < need) {
 		errno = ENOMEM;
 		return NULL;
 	}
 	char *p = arena_top;
-	size_t need = (n + ARENA_HDR + 15) & ~(size_t)15;
 	arena_top += need;
 	*(size_t *)p = need;
 	return p + ARENA_HDR;

@@ -10,6 +10,4 @@ const haveCInit = false
 func cKeyringFilter() []unix.SockFilter { return nil }
 
 // zygoteExe is this binary: without cgo there is no zygote to exec (modes never pick it).
-func zygoteExe() (zygoteProgram, error) {
-	return zygoteProgram{path: "/proc/self/exe", name: "/proc/self/exe", argv0: "isorun-zygote"}, nil
-}
+func zygoteExe() (zygoteProgram, error) { return selfZygote, nil }

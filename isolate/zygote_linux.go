@@ -155,12 +155,14 @@ func Shutdown() {
 
 // zygoteProgram is what a zygote execs (zygoteExe).
 type zygoteProgram struct {
-	path   string   // for exec
-	name   string   // for errors
-	argv0  string   // what ps shows
-	env    []string // added to zygoteEnv's
-	static bool     // the static zygote
+	path  string   // for exec
+	name  string   // for errors
+	argv0 string   // what ps shows
+	env   []string // added to zygoteEnv's
 }
+
+// selfZygote is this binary as the zygote: its constructor runs the C code.
+var selfZygote = zygoteProgram{path: "/proc/self/exe", name: "/proc/self/exe", argv0: "isorun-zygote"}
 
 func startZygote(kind int) (*zygote, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)

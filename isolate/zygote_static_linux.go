@@ -67,11 +67,10 @@ var staticZygoteFile = sync.OnceValues(func() (*os.File, error) {
 // a container. ISORUN_ZYGOTE=static-fork has it fork its inits instead, as this binary does
 // (to compare the two).
 func zygoteExe() (zygoteProgram, error) {
-	self := zygoteProgram{path: "/proc/self/exe", name: "/proc/self/exe", argv0: "isorun-zygote"}
 	want := os.Getenv("ISORUN_ZYGOTE")
 	switch want {
 	case "self":
-		return self, nil
+		return selfZygote, nil
 	case "", "static", "static-fork":
 	default:
 		return zygoteProgram{}, fmt.Errorf("isolate: ISORUN_ZYGOTE=%q: want static, static-fork, self or nothing", want)
@@ -81,9 +80,9 @@ func zygoteExe() (zygoteProgram, error) {
 		if want != "" {
 			return zygoteProgram{}, err
 		}
-		return self, nil
+		return selfZygote, nil
 	}
-	z := zygoteProgram{path: "/proc/self/fd/" + strconv.Itoa(int(f.Fd())), name: f.Name(), argv0: "isorun-zygote", static: true}
+	z := zygoteProgram{path: "/proc/self/fd/" + strconv.Itoa(int(f.Fd())), name: f.Name(), argv0: "isorun-zygote"}
 	switch {
 	case want == "static-fork":
 		z.env = []string{"_ISORUN_FORK_INITS=1"}
@@ -221,14 +220,14 @@ func openOwnDir(dir string) (int, error) {
 // openZygote opens the static zygote name in the directory d (at dir) if it is a program of ours
 // that nobody else may write; fs.ErrNotExist if there is none.
 func openZygote(d int, dir, name string) (*os.File, error) {
+	path := filepath.Join(dir, name)
 	fd, err := unix.Openat(d, name, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		if err == unix.ENOENT {
 			return nil, fs.ErrNotExist
 		}
-		return nil, fmt.Errorf("isolate: static zygote: open %s: %w", filepath.Join(dir, name), err)
+		return nil, fmt.Errorf("isolate: static zygote: open %s: %w", path, err)
 	}
-	path := filepath.Join(dir, name)
 	if err := ownedByUs(fd, path); err != nil {
 		unix.Close(fd)
 		return nil, err
